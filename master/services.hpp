@@ -1,0 +1,39 @@
+// The services master supervises: which program, as which user, with which
+// listening sockets, all derived from facteur.conf.
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+#include <vector>
+
+#include "libmail/config.hpp"
+
+namespace facteur::master {
+
+struct ListenerSpec {
+    enum class Kind { unix_stream, tcp };
+    std::string name;  // the name the daemon asks InheritedSockets for
+    Kind kind = Kind::unix_stream;
+    std::string address;  // socket path, or host for tcp
+    uint16_t port = 0;
+    mode_t mode = 0600;  // unix sockets only
+
+    bool operator==(const ListenerSpec&) const = default;
+    std::string describe() const;
+};
+
+struct ServiceSpec {
+    std::string name;     // also the config section
+    std::string program;  // file name under daemon_directory
+    std::string owner_parameter;  // mail_owner, vmail_owner or auth_owner
+    bool enabled = true;
+    int processes = 1;
+    std::vector<ListenerSpec> listeners;
+};
+
+// Every service facteur has, in start order (authd first: the others ask
+// it; stop runs in reverse).
+std::vector<ServiceSpec> service_table(const config::Config& config);
+
+}  // namespace facteur::master

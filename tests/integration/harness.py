@@ -1,0 +1,282 @@
+"""Starts a real facteur instance from the build tree in a temp dir, on
+loopback and Unix sockets only, and gives tests independent clients for it:
+our ipc frames and Dovecot's auth-client protocol are re-implemented here in
+Python from their specs, never by calling facteur's own client code."""
+
+import base64
+import os
+import re
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+BIN = os.environ.get("FACTEUR_BIN") or os.path.join(
+    os.path.dirname(__file__), "..", "..", "build", "test", "bin")
+BIN = os.path.abspath(BIN)
+
+
+def fail(message):
+    print("FAIL: " + message, file=sys.stderr)
+    sys.exit(1)
+
+
+def check(condition, message):
+    if not condition:
+        fail(message)
+    print("ok - " + message)
+
+
+def wait_for(predicate, timeout, interval=0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    return predicate()
+
+
+# --- ipc frames (DESIGN §4): u32 length, u8 version 1, then
+# (u32 name length, name, u32 value length, value)*.
+def encode_frame(attributes):
+    body = bytes([1])
+    for name, value in attributes:
+        name = name.encode() if isinstance(name, str) else name
+        value = value.encode() if isinstance(value, str) else value
+        body += struct.pack(">I", len(name)) + name + struct.pack(">I", len(value)) + value
+    return struct.pack(">I", len(body)) + body
+
+
+def read_exact(sock, count):
+    data = b""
+    while len(data) < count:
+        chunk = sock.recv(count - len(data))
+        if not chunk:
+            raise ConnectionError("connection closed")
+        data += chunk
+    return data
+
+
+def decode_frame(sock):
+    (length,) = struct.unpack(">I", read_exact(sock, 4))
+    body = read_exact(sock, length)
+    if body[0] != 1:
+        raise ValueError("bad frame version")
+    attributes, position = [], 1
+    while position < len(body):
+        (n,) = struct.unpack(">I", body[position:position + 4])
+        name = body[position + 4:position + 4 + n].decode()
+        position += 4 + n
+        (v,) = struct.unpack(">I", body[position:position + 4])
+        value = body[position + 4:position + 4 + v]
+        position += 4 + v
+        attributes.append((name, value.decode(errors="replace")))
+    return attributes
+
+
+def ipc_call(path, attributes, timeout=10):
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(path)
+        sock.sendall(encode_frame(attributes))
+        return decode_frame(sock)
+
+
+# --- Dovecot auth-client protocol (what Postfix's xsasl_dovecot client does).
+class DovecotAuthClient:
+    def __init__(self, path, timeout=30):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        self.sock.connect(path)
+        self.buffer = b""
+        self.next_id = 1
+        self.sock.sendall(b"VERSION\t1\t0\nCPID\t%d\n" % os.getpid())
+        self.handshake = []
+        while True:
+            line = self.read_line()
+            self.handshake.append(line)
+            if line == "DONE":
+                break
+        self.mechanisms = [l.split("\t")[1] for l in self.handshake if l.startswith("MECH\t")]
+
+    def read_line(self):
+        while b"\n" not in self.buffer:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("authd closed the connection")
+            self.buffer += chunk
+        line, self.buffer = self.buffer.split(b"\n", 1)
+        return line.decode()
+
+    def send(self, line):
+        self.sock.sendall(line.encode() + b"\n")
+
+    def auth_plain(self, user, password, rip="127.0.0.1", service="smtp", secured=True):
+        request_id = self.next_id
+        self.next_id += 1
+        response = base64.b64encode(b"\0" + user.encode() + b"\0" + password.encode()).decode()
+        params = ["service=" + service, "nologin", "lip=127.0.0.1", "rip=" + rip]
+        if secured:
+            params.append("secured")
+        self.send("AUTH\t%d\tPLAIN\t%s\tresp=%s" % (request_id, "\t".join(params), response))
+        return self.read_line().split("\t")
+
+    def close(self):
+        self.sock.close()
+
+
+class Instance:
+    """A facteur instance: config, directories and a master in a temp dir."""
+
+    def __init__(self, authd_config="", global_config=""):
+        self.dir = tempfile.mkdtemp(prefix="facteur-test-")
+        # Daemons dropped to facteur-auth etc. (when tests run as root) must
+        # be able to reach their directories.
+        os.chmod(self.dir, 0o755)
+        self.conf = os.path.join(self.dir, "facteur.conf")
+        self.log_path = os.path.join(self.dir, "master.log")
+        self.runtime = os.path.join(self.dir, "run")
+        with open(self.conf, "w") as f:
+            f.write(f"""config_directory = {self.dir}
+daemon_directory = {BIN}
+data_dir = {self.dir}/data
+spool_dir = {self.dir}/spool
+runtime_dir = {self.runtime}
+log_target = stderr
+log_level = debug
+service_fast_exit_time = 1s
+service_fast_exit_limit = 3
+service_throttle_time = 30s
+service_stop_timeout = 5s
+{global_config}
+[authd]
+failure_free_attempts = 3
+failure_delay = 200ms
+failure_delay_max = 400ms
+failure_lockout_count = 10
+failure_lockout_time = 60s
+{authd_config}
+""")
+        self.master = None
+        self.log_file = None
+
+    @property
+    def sasl_socket(self):
+        return os.path.join(self.runtime, "auth-client")
+
+    @property
+    def lookup_socket(self):
+        return os.path.join(self.runtime, "auth-lookup")
+
+    @property
+    def control_socket(self):
+        return os.path.join(self.runtime, "master.sock")
+
+    def cli(self, *args, input=None, check_rc=None):
+        result = subprocess.run([os.path.join(BIN, "facteur"), "-c", self.conf, *args],
+                                input=input, capture_output=True, text=True, timeout=60)
+        if check_rc is not None and result.returncode != check_rc:
+            fail(f"facteur {' '.join(args)} exited {result.returncode}, wanted {check_rc}\n"
+                 f"stdout: {result.stdout}\nstderr: {result.stderr}")
+        return result
+
+    def cli_detached(self, *args):
+        """Runs a CLI command that may leave a daemon behind (facteur start):
+        its output goes to the instance log so no pipe is held open."""
+        with open(self.log_path, "ab") as log:
+            return subprocess.run([os.path.join(BIN, "facteur"), "-c", self.conf, *args],
+                                  stdin=subprocess.DEVNULL, stdout=log, stderr=log, timeout=60).returncode
+
+    def start(self, wait_services=("authd",)):
+        self.log_file = open(self.log_path, "ab")
+        self.master = subprocess.Popen([os.path.join(BIN, "master"), "-c", self.conf],
+                                       stdout=self.log_file, stderr=subprocess.STDOUT)
+        running = wait_for(lambda: self.running_services() >= set(wait_services), 20)
+        if not running:
+            fail("instance did not come up; log:\n" + self.log())
+
+    def status(self):
+        """Rows of master's status reply, via its control socket."""
+        try:
+            reply = ipc_call(self.control_socket, [("command", "status")], timeout=5)
+        except OSError:
+            return None
+        rows = []
+        for name, value in reply:
+            if name == "service":
+                rows.append({"service": value})
+            elif rows:
+                rows[-1][name] = value
+        return rows
+
+    def running_services(self):
+        rows = self.status() or []
+        return {r["service"] for r in rows if r.get("state") == "running" and int(r.get("pid", 0)) > 0}
+
+    def pids(self, service):
+        rows = self.status() or []
+        return sorted(int(r["pid"]) for r in rows
+                      if r["service"] == service and r.get("state") == "running" and int(r["pid"]) > 0)
+
+    def log(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode(errors="replace")
+        except OSError:
+            return ""
+
+    def instance_processes(self):
+        """Every process on the machine started for this instance's config."""
+        found = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    cmdline = f.read().split(b"\0")
+                with open(f"/proc/{entry}/stat") as f:
+                    state = f.read().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                continue
+            if state != "Z" and self.conf.encode() in cmdline:
+                found.append(int(entry))
+        return found
+
+    def stop(self):
+        if self.master and self.master.poll() is None:
+            self.master.send_signal(signal.SIGTERM)
+            try:
+                self.master.wait(30)
+            except subprocess.TimeoutExpired:
+                self.master.kill()
+                self.master.wait()
+        for pid in self.instance_processes():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        if self.log_file:
+            self.log_file.close()
+            self.log_file = None
+
+    def cleanup(self):
+        self.stop()
+        if os.environ.get("FACTEUR_KEEP_TEST_DIR"):
+            print("kept " + self.dir)
+        else:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, value, traceback):
+        failed = kind is not None and not (isinstance(value, SystemExit) and value.code in (0, None))
+        if failed:
+            print("master log:\n" + self.log(), file=sys.stderr)
+        self.cleanup()
+        return False
