@@ -2,6 +2,7 @@
 // client expects it.
 #include "authd/auth_client_session.hpp"
 
+#include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include <unistd.h>
 
@@ -18,8 +19,10 @@ constexpr size_t kMaxLine = 16 * 1024;
 constexpr size_t kMaxRequests = 128;
 
 std::string cookie() {
-    unsigned char random[16];
-    RAND_bytes(random, sizeof random);
+    // Dovecot's cookie lets a login process prove a login to the master
+    // (REQUEST); facteur has no such step, so it is informational.
+    unsigned char random[16] = {};
+    if (RAND_bytes(random, sizeof random) != 1) log::warning("auth-client: no random bytes for the COOKIE");
     std::string hex;
     for (unsigned char c : random) hex += fmt::format("{:02x}", c);
     return hex;
@@ -34,7 +37,10 @@ AuthClientSession::AuthClientSession(std::shared_ptr<event::Connection> connecti
 void AuthClientSession::start(std::function<void()> on_closed) {
     std::weak_ptr<AuthClientSession> weak = shared_from_this();
     connection_->set_max_line_length(kMaxLine);
-    connection_->set_idle_timeout(std::chrono::minutes(30));
+    // A client has a minute to introduce itself; after that the connection
+    // may idle as long as it likes: Postfix keeps one open for the life of
+    // each smtpd process, and closing it would fail that process's next AUTH.
+    connection_->set_idle_timeout(std::chrono::minutes(1));
     connection_->on_readable([weak] {
         if (auto self = weak.lock()) self->on_readable();
     });
@@ -70,6 +76,8 @@ void AuthClientSession::on_readable() {
         }
         while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.pop_back();
         handle_line(line);
+        // The line may hold a base64 password (resp= or CONT).
+        OPENSSL_cleanse(line.data(), line.size());
     }
 }
 
@@ -80,6 +88,7 @@ void AuthClientSession::handle_line(std::string_view line) {
         // The client must introduce itself first: VERSION with major 1.
         if (command == "VERSION" && fields.size() >= 2 && fields[1] == "1") {
             handshake_done_ = true;
+            connection_->set_idle_timeout(std::chrono::milliseconds(0));
             return;
         }
         log::warning("auth-client: expected VERSION\\t1, got \"{}\"; closing", log::printable(line, 64));
@@ -125,6 +134,9 @@ void AuthClientSession::handle_auth(std::string_view line) {
     request.remote_ip = command.remote_ip;
     sasl::Step step = initial ? request.mechanism->start(std::string_view(*initial))
                               : request.mechanism->start(std::nullopt);
+    if (initial) OPENSSL_cleanse(initial->data(), initial->size());
+    if (command.initial_response)
+        OPENSSL_cleanse(command.initial_response->data(), command.initial_response->size());
     advance(command.id, step);
 }
 
@@ -150,8 +162,11 @@ void AuthClientSession::handle_cont(std::string_view line) {
     }
     if (data == "*") return fail(id, "Aborted");
     auto decoded = base64::decode(data);
+    OPENSSL_cleanse(data.data(), data.size());
     if (!decoded) return fail(id, "Invalid base64 data in continued response");
-    advance(id, found->second.mechanism->step(*decoded));
+    sasl::Step step = found->second.mechanism->step(*decoded);
+    OPENSSL_cleanse(decoded->data(), decoded->size());
+    advance(id, step);
 }
 
 void AuthClientSession::advance(unsigned long id, const sasl::Step& step) {
@@ -161,9 +176,11 @@ void AuthClientSession::advance(unsigned long id, const sasl::Step& step) {
         return;
     }
     if (step.kind == sasl::Step::Kind::failed) {
+        // The mechanism's reason is for the log; the client learns only
+        // that it failed.
         log::info("service={} rip={} mech={} result=fail reason=\"{}\"", log::printable(request.service),
-                  log::printable(request.remote_ip), request.mechanism->name(), step.error);
-        return fail(id, step.error);
+                  log::printable(request.remote_ip), request.mechanism->name(), log::printable(step.error));
+        return fail(id, kFailedReason);
     }
     const sasl::Credentials& credentials = request.mechanism->credentials();
     // RFC 4616 §2: authorizing as someone else needs a proxy right facteur
@@ -181,7 +198,7 @@ void AuthClientSession::advance(unsigned long id, const sasl::Step& step) {
     check.password = credentials.password;
     check.service = request.service;
     check.client_ip = request.remote_ip;
-    check.mechanism = request.mechanism->name();
+    check.mechanism = std::string(request.mechanism->name());
     std::weak_ptr<AuthClientSession> weak = shared_from_this();
     checker_.check(std::move(check), [weak, id](CheckResult result) {
         auto self = weak.lock();

@@ -8,15 +8,14 @@
 #include <map>
 #include <memory>
 #include <set>
-#include <sstream>
 
+#include "authd/admin_service.hpp"
 #include "authd/auth_client_session.hpp"
 #include "authd/lookup_service.hpp"
 #include "authd/password_checker.hpp"
 #include "authd/throttle.hpp"
 #include "libmail/daemon.hpp"
 #include "libmail/directory.hpp"
-#include "libmail/directory_admin.hpp"
 #include "libmail/event.hpp"
 #include "libmail/ipc.hpp"
 #include "libmail/log.hpp"
@@ -46,14 +45,23 @@ authd::ThrottleSettings throttle_settings(const config::Config& config) {
 // ignored rather than taking authentication down.
 void load_alias_file(const config::Config& config, directory::UserDatabase& database) {
     std::string path = config.path("alias_file");
-    std::ifstream in(path);
-    if (!in) {
+    std::ifstream in(path, std::ios::binary);
+    if (path.empty() || !in) {
         database.set_static_aliases({});
         return;
     }
-    std::stringstream text;
-    text << in.rdbuf();
-    auto parsed = directory::parse_aliases_file(text.str());
+    // Bounded read: an aliases file is a few kilobytes; anything huge is a
+    // mistake, not something to load into memory.
+    constexpr size_t kMaxAliasFile = 16 * 1024 * 1024;
+    std::string text(kMaxAliasFile + 1, '\0');
+    in.read(text.data(), static_cast<std::streamsize>(text.size()));
+    text.resize(static_cast<size_t>(in.gcount()));
+    if (text.size() > kMaxAliasFile) {
+        log::error("{}: larger than {} bytes; ignoring the file", path, kMaxAliasFile);
+        return;
+    }
+    // A broken file keeps the aliases loaded before (none at start-up).
+    auto parsed = directory::parse_aliases_file(text);
     if (!parsed) {
         log::error("{}: {}; ignoring the file", path, parsed.error());
         return;
@@ -70,14 +78,16 @@ int main(int argc, char** argv) {
     config::Config config = startup.config;
 
     auto sasl_socket = startup.sockets.take("sasl");
-    auto lookup_socket = startup.sockets.take("lookup");
-    auto admin_socket = startup.sockets.take("admin");
     if (!sasl_socket) fail(sasl_socket.error());
+    auto lookup_socket = startup.sockets.take("lookup");
     if (!lookup_socket) fail(lookup_socket.error());
+    auto admin_socket = startup.sockets.take("admin");
     if (!admin_socket) fail(admin_socket.error());
 
-    auto opened = directory::UserDatabase::open(config.path("auth_db"), true);
-    if (!opened) fail(fmt::format("cannot open user database {}: {}", config.path("auth_db"), opened.error()));
+    // master made the database's directory; the file itself is ours.
+    std::string database_path = config.path("auth_db");
+    auto opened = directory::UserDatabase::open(database_path, true);
+    if (!opened) fail(fmt::format("cannot open user database {}: {}", database_path, opened.error()));
     directory::UserDatabase database = std::move(opened).value();
     load_alias_file(config, database);
 
@@ -85,34 +95,32 @@ int main(int argc, char** argv) {
     event::WorkerPool pool(loop, static_cast<size_t>(config.integer("authd", "hash_workers")));
     authd::Throttle throttle(throttle_settings(config));
     authd::PasswordChecker checker(loop, pool, database, throttle);
-    authd::LookupService lookups(database, checker, config.path("mail_dir"));
 
-    // Who may ask: root, ourselves, and the daemons' own users.
-    std::set<uid_t> trusted{0, geteuid()};
+    // Who may use the lookup socket: root, ourselves, and the daemons' users.
+    uid_t self = geteuid();
+    std::set<uid_t> allowed{0, self};
     for (const char* owner : {"mail_owner", "vmail_owner"}) {
         auto account = system::find_account(config.string(owner));
-        if (account) trusted.insert(account->uid);
+        if (account) allowed.insert(account->uid);
     }
-
+    authd::LookupService lookups(database, checker, config.path("mail_dir"), allowed, {0, self});
     ipc::Server lookup_server(
         loop, std::move(lookup_socket).value(),
-        [&](const ipc::Frame& request, const ipc::PeerCredentials& peer, ipc::Server::Responder respond) {
+        [&lookups](const ipc::Frame& request, const ipc::PeerCredentials& peer, ipc::Server::Responder respond) {
             lookups.handle(request, peer, std::move(respond));
         },
-        [&](const ipc::PeerCredentials& peer) { return trusted.count(peer.uid) != 0; });
+        [&lookups](const ipc::PeerCredentials& peer) { return lookups.allow(peer); });
 
-    uid_t self = geteuid();
+    authd::AdminService admin(database, self);
     ipc::Server admin_server(
         loop, std::move(admin_socket).value(),
-        [&](const ipc::Frame& request, const ipc::PeerCredentials& peer, ipc::Server::Responder respond) {
-            auto op = request.get("op");
-            log::info("admin: op={} uid={}", op ? log::printable(*op, 32) : "-", peer.uid);
-            respond(directory_admin::serve(database, request));
+        [&admin](const ipc::Frame& request, const ipc::PeerCredentials& peer, ipc::Server::Responder respond) {
+            respond(admin.handle(request, peer));
         },
-        [self](const ipc::PeerCredentials& peer) { return peer.uid == 0 || peer.uid == self; });
+        [&admin](const ipc::PeerCredentials& peer) { return admin.allow(peer); });
 
-    // The SASL socket is open to every local user (Postfix runs as its own
-    // user): what it offers is only a password check, throttled.
+    // The SASL socket is open to local users (Postfix runs as its own user;
+    // the socket's mode decides): it offers only throttled password checks.
     unsigned long next_cuid = 1;
     std::map<unsigned long, std::shared_ptr<authd::AuthClientSession>> sessions;
     event::Listener sasl_listener(loop, std::move(sasl_socket).value(),
@@ -124,22 +132,28 @@ int main(int argc, char** argv) {
                                       session->start([&sessions, cuid] { sessions.erase(cuid); });
                                   });
 
-    event::Signal on_term(loop, SIGTERM, [&] { loop.stop(); });
-    event::Signal on_int(loop, SIGINT, [&] { loop.stop(); });
+    event::Signal on_term(loop, SIGTERM, [&loop] { loop.stop(); });
+    event::Signal on_int(loop, SIGINT, [&loop] { loop.stop(); });
     event::Signal on_hup(loop, SIGHUP, [&] {
+        if (config.file().empty()) {
+            log::warning("reload: running on built-in defaults, no file to re-read");
+            return;
+        }
         auto fresh = config::Config::load(config.file());
         if (!fresh) {
-            log::error("reload refused: {}", fresh.error());
+            log::error("reload refused, keeping the running configuration: {}", fresh.error());
             return;
         }
         config = std::move(fresh).value();
         throttle.set_settings(throttle_settings(config));
         load_alias_file(config, database);
-        log::info("configuration reloaded");
+        log::info("configuration reloaded from {}", config.file());
     });
 
-    log::info("authd pid={} ready (database {})", getpid(), config.path("auth_db"));
+    log::info("ready pid={} database={} hash_workers={}", getpid(), database_path,
+              config.integer("authd", "hash_workers"));
     loop.run();
-    log::info("authd stopping");
+    log::info("stopping");
+    sessions.clear();
     return 0;
 }

@@ -91,21 +91,14 @@ void PasswordChecker::finish(const std::shared_ptr<CheckRequest>& request, bool 
                   log::printable(request->client_ip), log::printable(canonical), request->mechanism);
         // Imported hashes (sha512-crypt, {SSHA512} ...) become yescrypt on the
         // first good login, computed off the loop.
-        if (!request->apop && auth::needs_rehash(stored_hash)) {
+        if (!request->apop && auth::needs_rehash(stored_hash) && upgrading_.insert(canonical).second) {
             std::weak_ptr<bool> alive = alive_;
             pool_.submit<Result<std::string>>(
                 [request] { return auth::hash_password(request->password); },
-                [this, alive, canonical](Result<std::string> fresh) {
+                [this, alive, canonical, stored_hash](Result<std::string> fresh) {
                     if (alive.expired() || !*alive.lock()) return;
-                    if (!fresh) {
-                        log::warning("user=<{}> password hash upgrade failed: {}", log::printable(canonical),
-                                     fresh.error());
-                        return;
-                    }
-                    auto stored = database_.set_password(canonical, *fresh);
-                    if (stored) log::info("user=<{}> password hash upgraded to yescrypt", log::printable(canonical));
-                    else log::warning("user=<{}> password hash upgrade failed: {}", log::printable(canonical),
-                                      stored.error());
+                    upgrading_.erase(canonical);
+                    upgrade_hash(canonical, stored_hash, fresh);
                 });
         }
         done(CheckResult{auth_lookup::Outcome::ok, canonical, ""});
@@ -125,6 +118,21 @@ void PasswordChecker::finish(const std::shared_ptr<CheckRequest>& request, bool 
                      penalty.failures);
     // Unknown user, disabled user and wrong password get the same answer.
     answer_later(penalty.delay, CheckResult{auth_lookup::Outcome::fail, canonical, kFailedReason}, std::move(done));
+}
+
+void PasswordChecker::upgrade_hash(const std::string& address, const std::string& verified_hash,
+                                   const Result<std::string>& fresh) {
+    if (!fresh) {
+        log::warning("user=<{}> password hash upgrade failed: {}", log::printable(address), fresh.error());
+        return;
+    }
+    // The admin may have set a new password while we hashed: only replace
+    // the very hash the password was verified against.
+    auto current = database_.find_user(address);
+    if (!current || !current->has_value() || (*current)->password_hash != verified_hash) return;
+    auto stored = database_.set_password(address, *fresh);
+    if (stored) log::info("user=<{}> password hash upgraded to yescrypt", log::printable(address));
+    else log::warning("user=<{}> password hash upgrade failed: {}", log::printable(address), stored.error());
 }
 
 void PasswordChecker::answer_later(std::chrono::milliseconds delay, CheckResult result,

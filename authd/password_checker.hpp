@@ -8,6 +8,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 
 #include "authd/throttle.hpp"
@@ -59,6 +60,7 @@ private:
     enum class Account { known, unknown, disabled };
     void finish(const std::shared_ptr<CheckRequest>& request, bool matched, Account account,
                 const std::string& canonical, const std::string& stored_hash, std::function<void(CheckResult)> done);
+    void upgrade_hash(const std::string& address, const std::string& verified_hash, const Result<std::string>& fresh);
     void answer_later(std::chrono::milliseconds delay, CheckResult result, std::function<void(CheckResult)> done);
 
     event::Loop& loop_;
@@ -68,6 +70,7 @@ private:
     std::string dummy_hash_;
     uint64_t next_timer_ = 0;
     std::map<uint64_t, std::unique_ptr<event::Timer>> delayed_;
+    std::set<std::string> upgrading_;  // users whose hash upgrade is running
     std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 

@@ -2,6 +2,7 @@
 #include "authd/throttle.hpp"
 
 #include <algorithm>
+#include <iterator>
 
 namespace facteur::authd {
 

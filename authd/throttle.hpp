@@ -18,7 +18,7 @@ struct ThrottleSettings {
     int lockout_count = 10;
     std::chrono::milliseconds window{15 * 60 * 1000};
     std::chrono::milliseconds lockout_time{5 * 60 * 1000};
-    size_t max_entries = 100000;
+    size_t max_entries = 100000;  // IPs plus users; the least recently touched go first
 };
 
 class Throttle {
@@ -29,10 +29,14 @@ public:
     explicit Throttle(ThrottleSettings settings, Now now = [] { return Clock::now(); });
     void set_settings(ThrottleSettings settings) { settings_ = settings; }
 
+    // An empty IP or user is not counted (a local client may have no IP).
     // True while the IP or the user is locked out: refuse without checking.
+    // A lockout that has run out forgets that key's failures.
     bool locked_out(const std::string& ip, const std::string& user);
-    // Records a failure; returns how long to hold the answer, and whether
-    // this failure started a lockout.
+    // Records a failure for both keys; `failures` is the larger count.
+    // Returns how long to hold the answer (none while the count is within
+    // free_attempts, then delay × 2^(n−free−1) capped at delay_max, none for
+    // the failure that starts a lockout), and whether it started one.
     struct Penalty {
         std::chrono::milliseconds delay{0};
         int failures = 0;
