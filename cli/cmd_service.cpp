@@ -118,7 +118,7 @@ int stop(const Context& context) {
     if (probe.state == Probe::unreachable) return fail(probe.reason);
     auto reply = master_control::call(socket, "stop");
     if (!reply) return fail(fmt::format("stop: {}", reply.error()));
-    if (Status s = master_control::reply_status(*reply); !s) return fail(fmt::format("stop refused: {}", s.error()));
+    if (Status s = ipc::reply_status(*reply, "master"); !s) return fail(fmt::format("stop refused: {}", s.error()));
 
     // master gives its services service_stop_timeout to exit, then kills
     // them; wait a little longer than that for master itself.
@@ -145,7 +145,7 @@ int reload(const Context& context) {
     if (probe.state == Probe::unreachable) return fail(probe.reason);
     auto reply = master_control::call(socket, "reload");
     if (!reply) return fail(fmt::format("reload: {}", reply.error()));
-    if (Status s = master_control::reply_status(*reply); !s) return fail(fmt::format("reload failed: {}", s.error()));
+    if (Status s = ipc::reply_status(*reply, "master"); !s) return fail(fmt::format("reload failed: {}", s.error()));
     report("facteur reloaded");
     return kExitOk;
 }

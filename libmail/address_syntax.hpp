@@ -2,6 +2,8 @@
 // RFC 5322 address-list parser (address_list.cpp); internal to the address module.
 #pragma once
 
+#include "libmail/ascii.hpp"
+
 #include <cstddef>
 #include <cstring>
 #include <string>
@@ -12,7 +14,7 @@ namespace facteur::address::syntax {
 inline bool is_alpha(unsigned char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
 inline bool is_digit(unsigned char c) { return c >= '0' && c <= '9'; }
 inline bool is_let_dig(unsigned char c) { return is_alpha(c) || is_digit(c); }
-inline char to_lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
+using ascii::to_lower;
 inline char to_upper(char c) { return (c >= 'a' && c <= 'z') ? static_cast<char>(c - 'a' + 'A') : c; }
 inline bool is_control(unsigned char c) { return c < 0x20 || c == 0x7f; }
 
@@ -23,7 +25,7 @@ inline bool is_atext(unsigned char c) {
 }
 
 // ASCII case-insensitive comparison (keywords, tags, "Postmaster").
-bool iequals(std::string_view a, std::string_view b);
+using ascii::iequals;
 
 // Length of the well-formed UTF-8 sequence starting at s[i], or 0. Rejects
 // overlong forms, surrogates and code points past U+10FFFF (RFC 3629 §4),

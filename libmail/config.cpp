@@ -10,6 +10,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "libmail/ascii.hpp"
 #include "libmail/panic.hpp"
 
 namespace facteur::config {
@@ -29,12 +30,6 @@ bool is_name_char(char c) {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
 }
 
-std::string lower(std::string_view text) {
-    std::string out(text);
-    for (char& c : out)
-        if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-    return out;
-}
 
 // A decimal number and what follows it ("50M" -> 50, "M").
 Result<std::pair<uint64_t, std::string_view>> split_number(std::string_view text) {
@@ -81,7 +76,7 @@ std::string_view type_name(Type type) {
 }
 
 Result<bool> parse_boolean(std::string_view text) {
-    std::string value = lower(trim(text));
+    std::string value = ascii::lowercase(trim(text));
     if (value == "yes" || value == "true" || value == "on" || value == "1") return true;
     if (value == "no" || value == "false" || value == "off" || value == "0") return false;
     return make_error(fmt::format("'{}' is not a boolean (use yes or no)", text));
@@ -91,7 +86,7 @@ Result<uint64_t> parse_size(std::string_view text) {
     auto split = split_number(text);
     if (!split) return make_error(split.error());
     auto [number, suffix] = *split;
-    std::string unit = lower(suffix);
+    std::string unit = ascii::lowercase(suffix);
     if (unit.empty() || unit == "b") return number;
     if (unit == "k" || unit == "kb" || unit == "kib") return multiply(number, 1ull << 10, text);
     if (unit == "m" || unit == "mb" || unit == "mib") return multiply(number, 1ull << 20, text);
@@ -103,7 +98,7 @@ Result<std::chrono::milliseconds> parse_duration(std::string_view text) {
     auto split = split_number(text);
     if (!split) return make_error(split.error());
     auto [number, suffix] = *split;
-    std::string unit = lower(suffix);
+    std::string unit = ascii::lowercase(suffix);
     uint64_t scale = 0;
     if (unit == "ms") scale = 1;
     else if (unit.empty() || unit == "s") scale = 1000;

@@ -18,7 +18,6 @@ namespace {
 
 using namespace std::string_view_literals;
 
-constexpr std::string_view kOk = "ok";
 constexpr size_t kMaxHashLength = 512;
 
 // A crypt(3) or {SCHEME} hash is printable ASCII; anything else reaching us
@@ -164,20 +163,9 @@ private:
 
 // --- serve: authd's side -----------------------------------------------------
 
-ipc::Frame ok_reply() {
-    ipc::Frame frame;
-    frame.add("status", std::string(kOk));
-    return frame;
-}
+using ipc::error_reply;
+using ipc::ok_reply;
 
-ipc::Frame error_reply(std::string_view message) {
-    ipc::Frame frame;
-    frame.add("status", "error");
-    frame.add("error", std::string(message));
-    return frame;
-}
-
-ipc::Frame from_status(const Status& status) { return status ? ok_reply() : error_reply(status.error()); }
 
 // A request attribute the op cannot do without.
 Result<std::string_view> required(const ipc::Frame& request, std::string_view name) {
@@ -190,7 +178,7 @@ ipc::Frame dispatch(Admin& admin, std::string_view op, const ipc::Frame& request
     if (op == "domain_add") {
         auto domain = required(request, "domain");
         if (!domain) return error_reply(domain.error());
-        return from_status(admin.add_domain(*domain));
+        return ipc::status_reply(admin.add_domain(*domain));
     }
     if (op == "domain_del") {
         auto domain = required(request, "domain");
@@ -201,7 +189,7 @@ ipc::Frame dispatch(Admin& admin, std::string_view op, const ipc::Frame& request
             if (!parsed) return error_reply(parsed.error());
             force = *parsed;
         }
-        return from_status(admin.delete_domain(*domain, force));
+        return ipc::status_reply(admin.delete_domain(*domain, force));
     }
     if (op == "domain_list") {
         auto domains = admin.list_domains();
@@ -228,19 +216,19 @@ ipc::Frame dispatch(Admin& admin, std::string_view op, const ipc::Frame& request
             options.enabled = *enabled;
         }
         if (auto secret = request.get("apop_secret")) options.apop_secret = std::string(*secret);
-        return from_status(admin.add_user(*address, *hash, options));
+        return ipc::status_reply(admin.add_user(*address, *hash, options));
     }
     if (op == "user_del") {
         auto address = required(request, "address");
         if (!address) return error_reply(address.error());
-        return from_status(admin.delete_user(*address));
+        return ipc::status_reply(admin.delete_user(*address));
     }
     if (op == "user_passwd") {
         auto address = required(request, "address");
         if (!address) return error_reply(address.error());
         auto hash = required(request, "password_hash");
         if (!hash) return error_reply(hash.error());
-        return from_status(admin.set_password(*address, *hash));
+        return ipc::status_reply(admin.set_password(*address, *hash));
     }
     if (op == "user_enable") {
         auto address = required(request, "address");
@@ -249,7 +237,7 @@ ipc::Frame dispatch(Admin& admin, std::string_view op, const ipc::Frame& request
         if (!text) return error_reply(text.error());
         auto enabled = parse_flag("enabled", *text);
         if (!enabled) return error_reply(enabled.error());
-        return from_status(admin.set_enabled(*address, *enabled));
+        return ipc::status_reply(admin.set_enabled(*address, *enabled));
     }
     if (op == "user_quota") {
         auto address = required(request, "address");
@@ -258,7 +246,7 @@ ipc::Frame dispatch(Admin& admin, std::string_view op, const ipc::Frame& request
         if (!text) return error_reply(text.error());
         auto quota = parse_unsigned("quota", *text);
         if (!quota) return error_reply(quota.error());
-        return from_status(admin.set_quota(*address, *quota));
+        return ipc::status_reply(admin.set_quota(*address, *quota));
     }
     if (op == "user_list") {
         auto users = admin.list_users(request.get("domain"));
@@ -277,12 +265,12 @@ ipc::Frame dispatch(Admin& admin, std::string_view op, const ipc::Frame& request
         if (!address) return error_reply(address.error());
         auto target = required(request, "target");
         if (!target) return error_reply(target.error());
-        return from_status(admin.add_alias(*address, *target));
+        return ipc::status_reply(admin.add_alias(*address, *target));
     }
     if (op == "alias_del") {
         auto address = required(request, "address");
         if (!address) return error_reply(address.error());
-        return from_status(admin.delete_alias(*address, request.get("target")));
+        return ipc::status_reply(admin.delete_alias(*address, request.get("target")));
     }
     if (op == "alias_list") {
         auto aliases = admin.list_aliases();
@@ -399,16 +387,7 @@ ipc::Frame list_aliases() { return with_op("alias_list"); }
 
 namespace reply {
 
-Status status(const ipc::Frame& reply) {
-    auto value = reply.get("status");
-    if (!value) return make_error("malformed reply from authd: no status");
-    if (*value == kOk) return {};
-    if (*value == "error") {
-        auto message = reply.get("error");
-        return make_error(message && !message->empty() ? std::string(*message) : "authd reported an error");
-    }
-    return make_error(fmt::format("malformed reply from authd: status '{}'", *value));
-}
+Status status(const ipc::Frame& reply) { return ipc::reply_status(reply, "authd"); }
 
 Result<std::vector<std::string>> domains(const ipc::Frame& reply) {
     if (Status s = status(reply); !s) return make_error(s.error());

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "libmail/directory.hpp"
+#include "libmail/ascii.hpp"
 #include "libmail/log.hpp"
 
 namespace facteur::directory {
@@ -35,12 +36,7 @@ bool starts_with_ignoring_case(std::string_view text, std::string_view prefix) {
 
 }  // namespace
 
-std::string lowercase(std::string_view text) {
-    std::string out(text);
-    for (char& c : out)
-        if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-    return out;
-}
+std::string lowercase(std::string_view text) { return ascii::lowercase(text); }
 
 Status check_domain_name(std::string_view domain) {
     if (domain.empty()) return make_error("domain name is empty");

@@ -52,6 +52,33 @@ std::vector<std::string_view> Frame::get_all(std::string_view name) const {
     return out;
 }
 
+Frame ok_reply() {
+    Frame frame;
+    frame.add("status", "ok");
+    return frame;
+}
+
+Frame error_reply(std::string_view message) {
+    Frame frame;
+    frame.add("status", "error");
+    frame.add("error", std::string(message));
+    return frame;
+}
+
+Frame status_reply(const Status& status) { return status ? ok_reply() : error_reply(status.error()); }
+
+Status reply_status(const Frame& reply, std::string_view peer) {
+    auto value = reply.get("status");
+    if (!value) return make_error(fmt::format("malformed reply from {}: no status", peer));
+    if (*value == "ok") return {};
+    if (*value == "error") {
+        auto message = reply.get("error");
+        return make_error(message && !message->empty() ? std::string(*message)
+                                                       : fmt::format("{} reported an error", peer));
+    }
+    return make_error(fmt::format("malformed reply from {}: status '{}'", peer, *value));
+}
+
 std::string encode(const Frame& frame) {
     std::string body;
     body += static_cast<char>(kVersion);

@@ -44,6 +44,14 @@ struct Frame {
 
 std::string encode(const Frame& frame);
 
+// The reply convention of the control and admin sockets: `status` = ok |
+// error, and `error` = the reason. `peer` names the other side in errors
+// about malformed replies ("master", "authd").
+Frame ok_reply();
+Frame error_reply(std::string_view message);
+Frame status_reply(const Status& status);
+Status reply_status(const Frame& reply, std::string_view peer);
+
 enum class DecodeStatus { complete, need_more, error };
 // Pure: decodes one frame from the front of `buffer`; on complete, `consumed`
 // is its size on the wire.

@@ -17,7 +17,7 @@ bool parse_number(std::string_view text, Number& out) {
 }  // namespace
 
 ipc::Frame encode_status(const std::vector<ProcessStatus>& rows) {
-    ipc::Frame frame = ok_reply();
+    ipc::Frame frame = ipc::ok_reply();
     // Rows are groups of attributes, each group starting with `service`.
     for (const ProcessStatus& row : rows) {
         frame.add("service", row.service);
@@ -30,7 +30,7 @@ ipc::Frame encode_status(const std::vector<ProcessStatus>& rows) {
 }
 
 Result<std::vector<ProcessStatus>> decode_status(const ipc::Frame& reply) {
-    if (Status status = reply_status(reply); !status) return make_error(status.error());
+    if (Status status = ipc::reply_status(reply, "master"); !status) return make_error(status.error());
     std::vector<ProcessStatus> rows;
     for (const auto& [name, value] : reply.attributes) {
         if (name == "service") {
@@ -47,26 +47,6 @@ Result<std::vector<ProcessStatus>> decode_status(const ipc::Frame& reply) {
         if (!ok) return make_error(fmt::format("malformed {} in status reply", name));
     }
     return rows;
-}
-
-ipc::Frame ok_reply() {
-    ipc::Frame frame;
-    frame.add("status", "ok");
-    return frame;
-}
-
-ipc::Frame error_reply(std::string_view message) {
-    ipc::Frame frame;
-    frame.add("status", "error");
-    frame.add("error", std::string(message));
-    return frame;
-}
-
-Status reply_status(const ipc::Frame& reply) {
-    auto status = reply.get("status");
-    if (status && *status == "ok") return {};
-    auto error = reply.get("error");
-    return make_error(error ? std::string(*error) : std::string("malformed reply from master"));
 }
 
 Result<ipc::Frame> call(const std::string& socket_path, std::string_view command) {

@@ -25,10 +25,6 @@ struct ProcessStatus {
 ipc::Frame encode_status(const std::vector<ProcessStatus>& rows);
 Result<std::vector<ProcessStatus>> decode_status(const ipc::Frame& reply);
 
-ipc::Frame ok_reply();
-ipc::Frame error_reply(std::string_view message);
-// ok, or the error the reply carries.
-Status reply_status(const ipc::Frame& reply);
 
 // Blocking helper for the CLI: sends `command`, returns the reply.
 Result<ipc::Frame> call(const std::string& socket_path, std::string_view command);

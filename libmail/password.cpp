@@ -1,6 +1,7 @@
 // Password hashing (libxcrypt yescrypt) and verification of crypt(3) and
 // Dovecot {SCHEME} hashes; APOP digests (RFC 1939 §7).
 #include "libmail/password.hpp"
+#include "libmail/ascii.hpp"
 
 #include <crypt.h>
 #include <openssl/crypto.h>
@@ -106,16 +107,6 @@ bool verify_digest(std::string_view password, std::string_view encoded, const EV
     return computed && equal_constant_time(*computed, std::string_view(*decoded).substr(0, digest_length));
 }
 
-bool iequal(std::string_view a, std::string_view b) {
-    if (a.size() != b.size()) return false;
-    for (size_t i = 0; i < a.size(); ++i) {
-        char x = a[i], y = b[i];
-        if (x >= 'a' && x <= 'z') x = static_cast<char>(x - 'a' + 'A');
-        if (y >= 'a' && y <= 'z') y = static_cast<char>(y - 'a' + 'A');
-        if (x != y) return false;
-    }
-    return true;
-}
 
 enum class Kind { crypt, plain, digest, salted_digest };
 
@@ -168,7 +159,7 @@ const PrefixedScheme* find_prefixed_scheme(std::string_view stored, std::string_
     if (close == std::string_view::npos) return nullptr;
     std::string_view name = stored.substr(1, close - 1);
     for (const PrefixedScheme& scheme : kPrefixedSchemes) {
-        if (iequal(name, scheme.name)) {
+        if (ascii::iequals(name, scheme.name)) {
             if (rest != nullptr) *rest = stored.substr(close + 1);
             return &scheme;
         }

@@ -1,6 +1,7 @@
 // SASL PLAIN (RFC 4616) and LOGIN (draft-murchison-sasl-login) server
 // mechanisms: they parse what the client sends, nothing more.
 #include "libmail/sasl.hpp"
+#include "libmail/ascii.hpp"
 
 #include <openssl/crypto.h>
 
@@ -103,16 +104,6 @@ private:
     State state_ = State::initial;
 };
 
-bool iequal(std::string_view a, std::string_view b) {
-    if (a.size() != b.size()) return false;
-    for (size_t i = 0; i < a.size(); ++i) {
-        char x = a[i], y = b[i];
-        if (x >= 'a' && x <= 'z') x = static_cast<char>(x - 'a' + 'A');
-        if (y >= 'a' && y <= 'z') y = static_cast<char>(y - 'a' + 'A');
-        if (x != y) return false;
-    }
-    return true;
-}
 
 }  // namespace
 
@@ -123,8 +114,8 @@ ServerMechanism::~ServerMechanism() = default;
 std::unique_ptr<ServerMechanism> make_server_mechanism(std::string_view name) {
     // Clients send mechanism names in any case; Postfix and Dovecot match
     // them case-insensitively, and so do we.
-    if (iequal(name, "PLAIN")) return std::make_unique<Plain>();
-    if (iequal(name, "LOGIN")) return std::make_unique<Login>();
+    if (ascii::iequals(name, "PLAIN")) return std::make_unique<Plain>();
+    if (ascii::iequals(name, "LOGIN")) return std::make_unique<Login>();
     return nullptr;
 }
 

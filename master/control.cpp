@@ -27,7 +27,7 @@ ControlServer::ControlServer(event::Loop& loop, UniqueFd listening_fd, Superviso
 void ControlServer::handle(const ipc::Frame& request, ipc::Server::Responder respond) {
     auto command = request.get("command");
     if (!command) {
-        respond(master_control::error_reply("missing command"));
+        respond(ipc::error_reply("missing command"));
         return;
     }
     if (*command == "status") {
@@ -37,13 +37,13 @@ void ControlServer::handle(const ipc::Frame& request, ipc::Server::Responder res
         for (auto& row : supervisor_.status()) rows.push_back(std::move(row));
         respond(master_control::encode_status(rows));
     } else if (*command == "stop") {
-        respond(master_control::ok_reply());
+        respond(ipc::ok_reply());
         stop_();
     } else if (*command == "reload") {
         Status status = reload_();
-        respond(status ? master_control::ok_reply() : master_control::error_reply(status.error()));
+        respond(ipc::status_reply(status));
     } else {
-        respond(master_control::error_reply(fmt::format("unknown command '{}'", log::printable(*command))));
+        respond(ipc::error_reply(fmt::format("unknown command '{}'", log::printable(*command))));
     }
 }
 

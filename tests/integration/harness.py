@@ -79,7 +79,7 @@ def decode_frame(sock):
     return attributes
 
 
-def ipc_call(path, attributes, timeout=10):
+def ipc_call(path, attributes, timeout=30):
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout)
         sock.connect(path)

@@ -35,52 +35,8 @@ def authd_binary():
     return path
 
 
-# --- ipc frames (libmail/ipc.hpp), written here independently of libmail:
-# u32 BE length of the rest, version byte 1, then (u32 len, name, u32 len, value)*.
-def encode_frame(attributes):
-    body = bytes([1])
-    for name, value in attributes:
-        name = name.encode() if isinstance(name, str) else name
-        value = value.encode() if isinstance(value, str) else value
-        body += struct.pack(">I", len(name)) + name + struct.pack(">I", len(value)) + value
-    return struct.pack(">I", len(body)) + body
-
-
-def read_exactly(sock, count):
-    data = b""
-    while len(data) < count:
-        chunk = sock.recv(count - len(data))
-        if not chunk:
-            raise ConnectionError("authd closed the connection")
-        data += chunk
-    return data
-
-
-def decode_frame(sock):
-    (length,) = struct.unpack(">I", read_exactly(sock, 4))
-    body = read_exactly(sock, length)
-    if not body or body[0] != 1:
-        raise ValueError("bad frame version")
-    attributes, offset = [], 1
-    while offset < len(body):
-        (name_length,) = struct.unpack_from(">I", body, offset)
-        offset += 4
-        name = body[offset:offset + name_length].decode()
-        offset += name_length
-        (value_length,) = struct.unpack_from(">I", body, offset)
-        offset += 4
-        value = body[offset:offset + value_length].decode(errors="replace")
-        offset += value_length
-        attributes.append((name, value))
-    return attributes
-
-
-def ipc_call(path, attributes, timeout=30):
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(timeout)
-        sock.connect(path)
-        sock.sendall(encode_frame(attributes))
-        return decode_frame(sock)
+# ipc frames (libmail/ipc.hpp), written in the harness independently of libmail.
+from harness import decode_frame, encode_frame, ipc_call  # noqa: E402,F401
 
 
 def sha512_crypt(password):

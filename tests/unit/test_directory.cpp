@@ -8,28 +8,16 @@
 #include <filesystem>
 #include <string>
 
+#include "tests/unit/test_support.hpp"
 #include "libmail/directory.hpp"
 
 using namespace facteur;
+using test::TempDir;
 using directory::Resolution;
 using directory::UserDatabase;
 using directory::UserOptions;
 
 namespace {
-
-struct TempDir {
-    std::string path;
-    TempDir() {
-        std::string pattern = (std::filesystem::temp_directory_path() / "facteur-directory-XXXXXX").string();
-        REQUIRE(mkdtemp(pattern.data()) != nullptr);
-        path = pattern;
-    }
-    ~TempDir() {
-        std::error_code ignored;
-        std::filesystem::remove_all(path, ignored);
-    }
-    std::string file(const std::string& name) const { return path + "/" + name; }
-};
 
 UserDatabase create_database(const TempDir& dir) {
     auto database = UserDatabase::open(dir.file("users.sqlite"), true);

@@ -22,35 +22,15 @@
 #include <thread>
 #include <vector>
 
+#include "tests/unit/test_support.hpp"
 #include "libmail/event.hpp"
 
 using namespace facteur;
+using test::TempDir;
+using test::run_until_stopped;
 using namespace std::chrono_literals;
 
 namespace {
-
-struct TempDir {
-    std::string path;
-    TempDir() {
-        char pattern[] = "/tmp/facteur-event-XXXXXX";
-        const char* made = mkdtemp(pattern);
-        REQUIRE(made != nullptr);
-        path = made;
-    }
-    ~TempDir() { std::system(("rm -rf '" + path + "'").c_str()); }
-};
-
-// Runs the loop until a test stops it; false when the safety limit hit first.
-bool run_until_stopped(event::Loop& loop, std::chrono::milliseconds limit = 10s) {
-    bool expired = false;
-    event::Timer guard(loop, [&] {
-        expired = true;
-        loop.stop();
-    });
-    guard.start(limit);
-    loop.run();
-    return !expired;
-}
 
 // libevent finalizes freed bufferevents (closing their fds) on a later loop
 // iteration: give it one.

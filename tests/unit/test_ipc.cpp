@@ -12,35 +12,16 @@
 #include <thread>
 #include <vector>
 
+#include "tests/unit/test_support.hpp"
 #include "libmail/event.hpp"
 #include "libmail/ipc.hpp"
 
 using namespace facteur;
+using test::TempDir;
+using test::run_until_stopped;
 using namespace std::chrono_literals;
 
 namespace {
-
-struct TempDir {
-    std::string path;
-    TempDir() {
-        char pattern[] = "/tmp/facteur-ipc-XXXXXX";
-        const char* made = mkdtemp(pattern);
-        REQUIRE(made != nullptr);
-        path = made;
-    }
-    ~TempDir() { std::system(("rm -rf '" + path + "'").c_str()); }
-};
-
-bool run_until_stopped(event::Loop& loop, std::chrono::milliseconds limit = 10s) {
-    bool expired = false;
-    event::Timer guard(loop, [&] {
-        expired = true;
-        loop.stop();
-    });
-    guard.start(limit);
-    loop.run();
-    return !expired;
-}
 
 std::string u32(uint32_t value) {
     std::string out;

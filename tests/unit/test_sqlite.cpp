@@ -9,27 +9,14 @@
 #include <filesystem>
 #include <string>
 
+#include "tests/unit/test_support.hpp"
 #include "libmail/sqlite.hpp"
 
 using namespace facteur;
+using test::TempDir;
 using namespace std::chrono_literals;
 
 namespace {
-
-// A fresh directory per test, removed with everything in it afterwards.
-struct TempDir {
-    std::string path;
-    TempDir() {
-        std::string pattern = (std::filesystem::temp_directory_path() / "facteur-sqlite-XXXXXX").string();
-        REQUIRE(mkdtemp(pattern.data()) != nullptr);
-        path = pattern;
-    }
-    ~TempDir() {
-        std::error_code ignored;
-        std::filesystem::remove_all(path, ignored);
-    }
-    std::string file(const std::string& name) const { return path + "/" + name; }
-};
 
 sqlite::Database open_or_fail(const std::string& path, sqlite::Mode mode) {
     auto database = sqlite::Database::open(path, mode);

@@ -11,21 +11,14 @@
 #include <fstream>
 #include <sstream>
 
+#include "tests/unit/test_support.hpp"
 #include "libmail/daemon.hpp"
 #include "libmail/system.hpp"
 
 using namespace facteur;
+using test::TempDir;
 
 namespace {
-
-struct TempDir {
-    std::string path;
-    TempDir() {
-        char pattern[] = "/tmp/facteur-unit-XXXXXX";
-        path = mkdtemp(pattern);
-    }
-    ~TempDir() { std::system(("rm -rf '" + path + "'").c_str()); }
-};
 
 mode_t mode_of(const std::string& path) {
     struct stat info {};
