@@ -95,8 +95,25 @@ def test_throttle():
         check(instance.log().count("service=authd pid=") == starts, "no restart while throttled")
 
 
+def test_master_killed():
+    # Even a SIGKILLed master leaves nothing behind: each child gets SIGTERM
+    # from the kernel (PR_SET_PDEATHSIG), and a new master can start at once.
+    with Instance(authd_config="processes = 2") as instance:
+        instance.start()
+        check(wait_for(lambda: len(instance.pids("authd")) == 2, 5), "two authd processes running")
+        instance.master.kill()
+        instance.master.wait(10)
+        check(wait_for(lambda: not instance.instance_processes(), 5),
+              "no authd is left after master is killed with SIGKILL")
+        instance.start()
+        check("authd" in instance.running_services(), "a new master starts on the same instance")
+        second = instance.cli_detached("start")
+        check(second != 0, "a second master for the same instance is refused")
+
+
 if __name__ == "__main__":
     test_restart_and_stop()
     test_processes_and_reload()
     test_throttle()
-    print("3 passed, 0 failed")
+    test_master_killed()
+    print("4 passed, 0 failed")
