@@ -91,8 +91,8 @@ int main(int argc, char** argv) {
     directory::UserDatabase database = std::move(opened).value();
     load_alias_file(config, database);
 
-    event::Loop loop;
-    event::WorkerPool pool(loop, static_cast<size_t>(config.integer("authd", "hash_workers")));
+    facteur::event::Loop loop;
+    facteur::event::WorkerPool pool(loop, static_cast<size_t>(config.integer("authd", "hash_workers")));
     authd::Throttle throttle(throttle_settings(config));
     authd::PasswordChecker checker(loop, pool, database, throttle);
 
@@ -123,18 +123,18 @@ int main(int argc, char** argv) {
     // the socket's mode decides): it offers only throttled password checks.
     unsigned long next_cuid = 1;
     std::map<unsigned long, std::shared_ptr<authd::AuthClientSession>> sessions;
-    event::Listener sasl_listener(loop, std::move(sasl_socket).value(),
+    facteur::event::Listener sasl_listener(loop, std::move(sasl_socket).value(),
                                   [&](UniqueFd client, const sockaddr_storage&, socklen_t) {
                                       unsigned long cuid = next_cuid++;
                                       auto session = std::make_shared<authd::AuthClientSession>(
-                                          event::Connection::create(loop, std::move(client)), checker, cuid);
+                                          facteur::event::Connection::create(loop, std::move(client)), checker, cuid);
                                       sessions[cuid] = session;
                                       session->start([&sessions, cuid] { sessions.erase(cuid); });
                                   });
 
-    event::Signal on_term(loop, SIGTERM, [&loop] { loop.stop(); });
-    event::Signal on_int(loop, SIGINT, [&loop] { loop.stop(); });
-    event::Signal on_hup(loop, SIGHUP, [&] {
+    facteur::event::Signal on_term(loop, SIGTERM, [&loop] { loop.stop(); });
+    facteur::event::Signal on_int(loop, SIGINT, [&loop] { loop.stop(); });
+    facteur::event::Signal on_hup(loop, SIGHUP, [&] {
         if (config.file().empty()) {
             log::warning("reload: running on built-in defaults, no file to re-read");
             return;

@@ -116,12 +116,12 @@ int main(int argc, char** argv) {
     if (!pid_lock) fail(pid_lock.error());
     if (Status s = master::check_tls(config); !s) fail(s.error());
 
-    event::Loop loop;
+    facteur::event::Loop loop;
     master::Supervisor supervisor(loop, config);
     if (Status s = supervisor.prepare(); !s) fail(s.error());
 
     std::string control_path = config.path("master_control_socket");
-    auto control_socket = event::listen_unix(control_path, 0600);
+    auto control_socket = facteur::event::listen_unix(control_path, 0600);
     if (!control_socket) fail(fmt::format("cannot listen on {}: {}", control_path, control_socket.error()));
 
     auto begin_stop = [&] {
@@ -143,10 +143,10 @@ int main(int argc, char** argv) {
     };
     master::ControlServer control(loop, std::move(control_socket).value(), supervisor, begin_stop, reload);
 
-    event::Signal on_child(loop, SIGCHLD, [&] { supervisor.reap(); });
-    event::Signal on_term(loop, SIGTERM, begin_stop);
-    event::Signal on_int(loop, SIGINT, begin_stop);
-    event::Signal on_hup(loop, SIGHUP, [&] { (void)reload(); });
+    facteur::event::Signal on_child(loop, SIGCHLD, [&] { supervisor.reap(); });
+    facteur::event::Signal on_term(loop, SIGTERM, begin_stop);
+    facteur::event::Signal on_int(loop, SIGINT, begin_stop);
+    facteur::event::Signal on_hup(loop, SIGHUP, [&] { (void)reload(); });
 
     supervisor.start_all();
     log::info("master pid={} started (facteur {}), config={}", getpid(), paths::version, config_path);
