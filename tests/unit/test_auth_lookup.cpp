@@ -230,8 +230,8 @@ TEST_CASE("the async client talks to an ipc::Server speaking the protocol") {
     std::string dir = pattern;
     std::string path = dir + "/lookup";
     {
-        event::Loop loop;
-        auto listening = event::listen_unix(path, 0600);
+        facteur::event::Loop loop;
+        auto listening = facteur::event::listen_unix(path, 0600);
         REQUIRE(listening.ok());
         ipc::Server server(loop, std::move(listening).value(),
                            [](const ipc::Frame& request, const ipc::PeerCredentials&, ipc::Server::Responder respond) {
@@ -286,14 +286,14 @@ TEST_CASE("the async client talks to an ipc::Server speaking the protocol") {
             ++answers;
             loop.stop();
         });
-        event::Timer guard(loop, [&] { loop.stop(); });
+        facteur::event::Timer guard(loop, [&] { loop.stop(); });
         guard.start(std::chrono::seconds(10));
         loop.run();
         CHECK(answers == 5);
     }
     {
         // No authd listening: an error, never a success.
-        event::Loop loop;
+        facteur::event::Loop loop;
         Client client(loop, dir + "/absent", std::chrono::seconds(2));
         bool answered = false;
         VerifyRequest request;
@@ -304,7 +304,7 @@ TEST_CASE("the async client talks to an ipc::Server speaking the protocol") {
             answered = true;
             loop.stop();
         });
-        event::Timer guard(loop, [&] { loop.stop(); });
+        facteur::event::Timer guard(loop, [&] { loop.stop(); });
         guard.start(std::chrono::seconds(10));
         loop.run();
         CHECK(answered);

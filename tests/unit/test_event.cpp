@@ -34,8 +34,8 @@ namespace {
 
 // libevent finalizes freed bufferevents (closing their fds) on a later loop
 // iteration: give it one.
-void settle(event::Loop& loop) {
-    event::Timer stop(loop, [&] { loop.stop(); });
+void settle(facteur::event::Loop& loop) {
+    facteur::event::Timer stop(loop, [&] { loop.stop(); });
     stop.start(20ms);
     loop.run();
 }
@@ -83,21 +83,21 @@ std::string read_to_eof(int fd) {
 
 // A line echo server: every complete line comes back prefixed by "echo: ".
 struct EchoServer {
-    event::Loop& loop;
-    std::unique_ptr<event::Listener> listener;
-    std::vector<std::shared_ptr<event::Connection>> connections;
+    facteur::event::Loop& loop;
+    std::unique_ptr<facteur::event::Listener> listener;
+    std::vector<std::shared_ptr<facteur::event::Connection>> connections;
     std::vector<std::string> peers;
 
-    EchoServer(event::Loop& l, UniqueFd fd) : loop(l) {
-        listener = std::make_unique<event::Listener>(
+    EchoServer(facteur::event::Loop& l, UniqueFd fd) : loop(l) {
+        listener = std::make_unique<facteur::event::Listener>(
             loop, std::move(fd), [this](UniqueFd client, const sockaddr_storage&, socklen_t) {
-                auto connection = event::Connection::create(loop, std::move(client));
+                auto connection = facteur::event::Connection::create(loop, std::move(client));
                 peers.push_back(connection->peer_address());
-                std::weak_ptr<event::Connection> weak = connection;
+                std::weak_ptr<facteur::event::Connection> weak = connection;
                 connection->on_readable([weak] {
                     auto c = weak.lock();
                     std::string line;
-                    while (c && c->read_line(line) == event::LineStatus::line) c->write("echo: " + line);
+                    while (c && c->read_line(line) == facteur::event::LineStatus::line) c->write("echo: " + line);
                 });
                 connection->start();
                 connections.push_back(connection);
@@ -108,11 +108,11 @@ struct EchoServer {
 }  // namespace
 
 TEST_CASE("a one-shot timer fires once and a repeating timer until cancelled") {
-    event::Loop loop;
+    facteur::event::Loop loop;
     int once = 0, repeated = 0;
-    event::Timer one(loop, [&] { ++once; });
-    std::unique_ptr<event::Timer> ticker;
-    ticker = std::make_unique<event::Timer>(loop, [&] {
+    facteur::event::Timer one(loop, [&] { ++once; });
+    std::unique_ptr<facteur::event::Timer> ticker;
+    ticker = std::make_unique<facteur::event::Timer>(loop, [&] {
         // Cancelling from inside its own callback is allowed.
         if (++repeated == 3) ticker->cancel();
     });
@@ -120,7 +120,7 @@ TEST_CASE("a one-shot timer fires once and a repeating timer until cancelled") {
     CHECK(one.pending());
     ticker->start_repeating(5ms);
     CHECK(ticker->pending());
-    event::Timer stopper(loop, [&] { loop.stop(); });
+    facteur::event::Timer stopper(loop, [&] { loop.stop(); });
     stopper.start(100ms);
     REQUIRE(run_until_stopped(loop));
     CHECK(once == 1);
@@ -130,16 +130,16 @@ TEST_CASE("a one-shot timer fires once and a repeating timer until cancelled") {
 }
 
 TEST_CASE("a timer can be restarted, cancelled, and destroyed from its own callback") {
-    event::Loop loop;
+    facteur::event::Loop loop;
     int fired = 0;
-    event::Timer restarted(loop, [&] { ++fired; });
+    facteur::event::Timer restarted(loop, [&] { ++fired; });
     restarted.start(1h);
     restarted.start(5ms);  // Replaces the pending hour.
-    event::Timer cancelled(loop, [&] { fired += 100; });
+    facteur::event::Timer cancelled(loop, [&] { fired += 100; });
     cancelled.start(5ms);
     cancelled.cancel();
-    std::unique_ptr<event::Timer> self_destroying;
-    self_destroying = std::make_unique<event::Timer>(loop, [&] {
+    std::unique_ptr<facteur::event::Timer> self_destroying;
+    self_destroying = std::make_unique<facteur::event::Timer>(loop, [&] {
         self_destroying.reset();
         loop.stop();
     });
@@ -150,14 +150,14 @@ TEST_CASE("a timer can be restarted, cancelled, and destroyed from its own callb
 }
 
 TEST_CASE("signals are delivered on the loop, each to its own handler") {
-    event::Loop loop;
+    facteur::event::Loop loop;
     int usr1 = 0, usr2 = 0;
-    event::Signal one(loop, SIGUSR1, [&] { ++usr1; });
-    event::Signal two(loop, SIGUSR2, [&] {
+    facteur::event::Signal one(loop, SIGUSR1, [&] { ++usr1; });
+    facteur::event::Signal two(loop, SIGUSR2, [&] {
         ++usr2;
         loop.stop();
     });
-    event::Timer raiser(loop, [&] {
+    facteur::event::Timer raiser(loop, [&] {
         raise(SIGUSR1);
         raise(SIGUSR2);
     });
@@ -168,16 +168,16 @@ TEST_CASE("signals are delivered on the loop, each to its own handler") {
 }
 
 TEST_CASE("listen_tcp accepts IPv4 and IPv6 literals and refuses names") {
-    auto v4 = event::listen_tcp("127.0.0.1", 0);
+    auto v4 = facteur::event::listen_tcp("127.0.0.1", 0);
     REQUIRE(v4.ok());
-    auto port = event::local_port(v4->get());
+    auto port = facteur::event::local_port(v4->get());
     REQUIRE(port.ok());
     CHECK(*port != 0);
     CHECK(fcntl(v4->get(), F_GETFD) & FD_CLOEXEC);
     CHECK(fcntl(v4->get(), F_GETFL) & O_NONBLOCK);
 
     for (const char* host : {"::1", "[::1]"}) {
-        auto v6 = event::listen_tcp(host, 0);
+        auto v6 = facteur::event::listen_tcp(host, 0);
         if (!v6.ok()) {
             WARN("no IPv6 loopback here: " << v6.error());
             continue;
@@ -188,9 +188,9 @@ TEST_CASE("listen_tcp accepts IPv4 and IPv6 literals and refuses names") {
         CHECK(only == 1);
     }
 
-    auto bad = event::listen_tcp("mail.example.org", 25);
+    auto bad = facteur::event::listen_tcp("mail.example.org", 25);
     REQUIRE_FALSE(bad.ok());
-    auto taken = event::listen_tcp("127.0.0.1", *port);
+    auto taken = facteur::event::listen_tcp("127.0.0.1", *port);
     REQUIRE_FALSE(taken.ok());
     CHECK_THAT(taken.error(), Catch::Contains("bind"));
 }
@@ -199,39 +199,39 @@ TEST_CASE("listen_unix replaces a stale socket, sets the mode, and spares other 
     TempDir dir;
     std::string path = dir.path + "/sock";
     {
-        auto first = event::listen_unix(path, 0660);
+        auto first = facteur::event::listen_unix(path, 0660);
         REQUIRE(first.ok());
     }
     // The stale socket file from the closed listener is replaced.
-    auto second = event::listen_unix(path, 0666);
+    auto second = facteur::event::listen_unix(path, 0666);
     REQUIRE(second.ok());
     struct stat info {};
     REQUIRE(stat(path.c_str(), &info) == 0);
     CHECK(S_ISSOCK(info.st_mode));
     CHECK((info.st_mode & 0777) == 0666);
 
-    auto client = event::connect_unix(path);
+    auto client = facteur::event::connect_unix(path);
     REQUIRE(client.ok());
     CHECK(fcntl(client->get(), F_GETFD) & FD_CLOEXEC);
 
     std::string file = dir.path + "/file";
     std::ofstream(file) << "precious";
-    auto refused = event::listen_unix(file, 0600);
+    auto refused = facteur::event::listen_unix(file, 0600);
     REQUIRE_FALSE(refused.ok());
     CHECK_THAT(refused.error(), Catch::Contains("not a socket"));
     CHECK(access(file.c_str(), F_OK) == 0);
 
-    CHECK_FALSE(event::listen_unix(dir.path + "/" + std::string(200, 'x'), 0600).ok());
-    CHECK_FALSE(event::connect_unix(dir.path + "/nobody-home").ok());
-    auto nonblocking = event::connect_unix_nonblocking(dir.path + "/nobody-home");
+    CHECK_FALSE(facteur::event::listen_unix(dir.path + "/" + std::string(200, 'x'), 0600).ok());
+    CHECK_FALSE(facteur::event::connect_unix(dir.path + "/nobody-home").ok());
+    auto nonblocking = facteur::event::connect_unix_nonblocking(dir.path + "/nobody-home");
     REQUIRE_FALSE(nonblocking.ok());
 }
 
 TEST_CASE("listener and connections echo lines over TCP loopback") {
-    event::Loop loop;
-    auto fd = event::listen_tcp("127.0.0.1", 0);
+    facteur::event::Loop loop;
+    auto fd = facteur::event::listen_tcp("127.0.0.1", 0);
     REQUIRE(fd.ok());
-    uint16_t port = *event::local_port(fd->get());
+    uint16_t port = *facteur::event::local_port(fd->get());
     EchoServer server(loop, std::move(fd).value());
 
     std::string first, second;
@@ -260,14 +260,14 @@ TEST_CASE("listener and connections echo lines over TCP loopback") {
 TEST_CASE("listener and connections echo lines over a unix socket") {
     TempDir dir;
     std::string path = dir.path + "/echo";
-    event::Loop loop;
-    auto fd = event::listen_unix(path, 0600);
+    facteur::event::Loop loop;
+    auto fd = facteur::event::listen_unix(path, 0600);
     REQUIRE(fd.ok());
     EchoServer server(loop, std::move(fd).value());
 
     std::vector<std::string> replies;
     std::thread client([&] {
-        auto sock = event::connect_unix(path);
+        auto sock = facteur::event::connect_unix(path);
         if (sock) {
             // Many pipelined lines in one write: all answered, in order.
             std::string batch;
@@ -286,33 +286,33 @@ TEST_CASE("listener and connections echo lines over a unix socket") {
 }
 
 TEST_CASE("read_line reports an over-long line once and never buffers it whole") {
-    event::Loop loop;
-    auto fd = event::listen_tcp("127.0.0.1", 0);
+    facteur::event::Loop loop;
+    auto fd = facteur::event::listen_tcp("127.0.0.1", 0);
     REQUIRE(fd.ok());
-    uint16_t port = *event::local_port(fd->get());
+    uint16_t port = *facteur::event::local_port(fd->get());
 
     std::vector<std::string> lines;
     int too_long = 0;
     size_t largest_input = 0;
-    std::optional<event::CloseReason> closed;
-    std::shared_ptr<event::Connection> connection;
-    event::Listener listener(loop, std::move(fd).value(), [&](UniqueFd client, const sockaddr_storage&, socklen_t) {
-        connection = event::Connection::create(loop, std::move(client));
+    std::optional<facteur::event::CloseReason> closed;
+    std::shared_ptr<facteur::event::Connection> connection;
+    facteur::event::Listener listener(loop, std::move(fd).value(), [&](UniqueFd client, const sockaddr_storage&, socklen_t) {
+        connection = facteur::event::Connection::create(loop, std::move(client));
         connection->set_max_line_length(1000);
         connection->on_readable([&] {
             largest_input = std::max(largest_input, connection->input_size());
             std::string line;
             for (;;) {
                 auto status = connection->read_line(line);
-                if (status == event::LineStatus::need_more) break;
-                if (status == event::LineStatus::too_long) {
+                if (status == facteur::event::LineStatus::need_more) break;
+                if (status == facteur::event::LineStatus::too_long) {
                     ++too_long;
                     continue;
                 }
                 lines.push_back(line);
             }
         });
-        connection->on_close([&](event::CloseReason reason) {
+        connection->on_close([&](facteur::event::CloseReason reason) {
             closed = reason;
             loop.stop();
         });
@@ -334,7 +334,7 @@ TEST_CASE("read_line reports an over-long line once and never buffers it whole")
     client.join();
     REQUIRE(stopped);
     REQUIRE(closed.has_value());
-    CHECK(*closed == event::CloseReason::peer_closed);
+    CHECK(*closed == facteur::event::CloseReason::peer_closed);
     REQUIRE(lines.size() == 3);
     CHECK(lines[0] == "short\r\n");
     CHECK(lines[1] == std::string(998, 'y') + "\r\n");
@@ -345,17 +345,17 @@ TEST_CASE("read_line reports an over-long line once and never buffers it whole")
 }
 
 TEST_CASE("an idle connection is closed with idle_timeout") {
-    event::Loop loop;
-    auto fd = event::listen_tcp("127.0.0.1", 0);
+    facteur::event::Loop loop;
+    auto fd = facteur::event::listen_tcp("127.0.0.1", 0);
     REQUIRE(fd.ok());
-    uint16_t port = *event::local_port(fd->get());
-    std::optional<event::CloseReason> closed;
-    std::shared_ptr<event::Connection> connection;
+    uint16_t port = *facteur::event::local_port(fd->get());
+    std::optional<facteur::event::CloseReason> closed;
+    std::shared_ptr<facteur::event::Connection> connection;
     auto started = std::chrono::steady_clock::now();
-    event::Listener listener(loop, std::move(fd).value(), [&](UniqueFd client, const sockaddr_storage&, socklen_t) {
-        connection = event::Connection::create(loop, std::move(client));
+    facteur::event::Listener listener(loop, std::move(fd).value(), [&](UniqueFd client, const sockaddr_storage&, socklen_t) {
+        connection = facteur::event::Connection::create(loop, std::move(client));
         connection->set_idle_timeout(100ms);
-        connection->on_close([&](event::CloseReason reason) {
+        connection->on_close([&](facteur::event::CloseReason reason) {
             closed = reason;
             // Dropping the last reference from inside on_close is allowed.
             connection.reset();
@@ -367,7 +367,7 @@ TEST_CASE("an idle connection is closed with idle_timeout") {
     REQUIRE(sock);
     REQUIRE(run_until_stopped(loop));
     REQUIRE(closed.has_value());
-    CHECK(*closed == event::CloseReason::idle_timeout);
+    CHECK(*closed == facteur::event::CloseReason::idle_timeout);
     CHECK(std::chrono::steady_clock::now() - started >= 90ms);
     CHECK(connection == nullptr);
     // The peer sees the close.
@@ -376,17 +376,17 @@ TEST_CASE("an idle connection is closed with idle_timeout") {
 }
 
 TEST_CASE("close_after_write flushes everything before closing") {
-    event::Loop loop;
-    auto fd = event::listen_tcp("127.0.0.1", 0);
+    facteur::event::Loop loop;
+    auto fd = facteur::event::listen_tcp("127.0.0.1", 0);
     REQUIRE(fd.ok());
-    uint16_t port = *event::local_port(fd->get());
-    std::optional<event::CloseReason> closed;
-    std::shared_ptr<event::Connection> connection;
+    uint16_t port = *facteur::event::local_port(fd->get());
+    std::optional<facteur::event::CloseReason> closed;
+    std::shared_ptr<facteur::event::Connection> connection;
     const std::string big(4 << 20, 'm');
     size_t queued = 0;
-    event::Listener listener(loop, std::move(fd).value(), [&](UniqueFd client, const sockaddr_storage&, socklen_t) {
-        connection = event::Connection::create(loop, std::move(client));
-        connection->on_close([&](event::CloseReason reason) {
+    facteur::event::Listener listener(loop, std::move(fd).value(), [&](UniqueFd client, const sockaddr_storage&, socklen_t) {
+        connection = facteur::event::Connection::create(loop, std::move(client));
+        connection->on_close([&](facteur::event::CloseReason reason) {
             // The client thread stops the loop once it saw the close: the
             // fd is only closed when libevent finalizes the bufferevent.
             closed = reason;
@@ -415,25 +415,25 @@ TEST_CASE("close_after_write flushes everything before closing") {
     REQUIRE(stopped);
     CHECK(queued > 0);
     REQUIRE(closed.has_value());
-    CHECK(*closed == event::CloseReason::local_close);
+    CHECK(*closed == facteur::event::CloseReason::local_close);
     CHECK(received.size() == big.size() + 9);
     CHECK(received == big + "221 bye\r\n");
 }
 
 TEST_CASE("a reply queued when the peer half-closes still goes out") {
-    event::Loop loop;
-    auto fd = event::listen_tcp("127.0.0.1", 0);
+    facteur::event::Loop loop;
+    auto fd = facteur::event::listen_tcp("127.0.0.1", 0);
     REQUIRE(fd.ok());
-    uint16_t port = *event::local_port(fd->get());
-    std::optional<event::CloseReason> closed;
-    std::shared_ptr<event::Connection> connection;
-    event::Listener listener(loop, std::move(fd).value(), [&](UniqueFd client, const sockaddr_storage&, socklen_t) {
-        connection = event::Connection::create(loop, std::move(client));
+    uint16_t port = *facteur::event::local_port(fd->get());
+    std::optional<facteur::event::CloseReason> closed;
+    std::shared_ptr<facteur::event::Connection> connection;
+    facteur::event::Listener listener(loop, std::move(fd).value(), [&](UniqueFd client, const sockaddr_storage&, socklen_t) {
+        connection = facteur::event::Connection::create(loop, std::move(client));
         connection->on_readable([&] {
             std::string line;
-            while (connection->read_line(line) == event::LineStatus::line) connection->write("221 closing\r\n");
+            while (connection->read_line(line) == facteur::event::LineStatus::line) connection->write("221 closing\r\n");
         });
-        connection->on_close([&](event::CloseReason reason) {
+        connection->on_close([&](facteur::event::CloseReason reason) {
             // The client thread stops the loop once it saw the close: the
             // fd is only closed when libevent finalizes the bufferevent.
             closed = reason;
@@ -457,24 +457,24 @@ TEST_CASE("a reply queued when the peer half-closes still goes out") {
     REQUIRE(stopped);
     CHECK(reply == "221 closing\r\n");
     REQUIRE(closed.has_value());
-    CHECK(*closed == event::CloseReason::peer_closed);
+    CHECK(*closed == facteur::event::CloseReason::peer_closed);
 }
 
 TEST_CASE("pause_reading holds input back and resume_reading delivers it") {
-    event::Loop loop;
-    auto fd = event::listen_tcp("127.0.0.1", 0);
+    facteur::event::Loop loop;
+    auto fd = facteur::event::listen_tcp("127.0.0.1", 0);
     REQUIRE(fd.ok());
-    uint16_t port = *event::local_port(fd->get());
+    uint16_t port = *facteur::event::local_port(fd->get());
     std::vector<std::string> lines;
-    std::shared_ptr<event::Connection> connection;
-    event::Timer resume(loop, [&] { connection->resume_reading(); });
-    event::Listener listener(loop, std::move(fd).value(), [&](UniqueFd client, const sockaddr_storage&, socklen_t) {
-        connection = event::Connection::create(loop, std::move(client));
+    std::shared_ptr<facteur::event::Connection> connection;
+    facteur::event::Timer resume(loop, [&] { connection->resume_reading(); });
+    facteur::event::Listener listener(loop, std::move(fd).value(), [&](UniqueFd client, const sockaddr_storage&, socklen_t) {
+        connection = facteur::event::Connection::create(loop, std::move(client));
         connection->on_readable([&] {
             std::string line;
             // One line per wake-up, then pause as a session waiting on a
             // worker would: the rest must come back after resume_reading().
-            if (connection->read_line(line) == event::LineStatus::line) {
+            if (connection->read_line(line) == facteur::event::LineStatus::line) {
                 lines.push_back(line);
                 if (lines.size() == 3) {
                     loop.stop();
@@ -499,16 +499,16 @@ TEST_CASE("pause_reading holds input back and resume_reading delivers it") {
 }
 
 TEST_CASE("an exception from a connection callback closes that connection only") {
-    event::Loop loop;
-    auto fd = event::listen_tcp("127.0.0.1", 0);
+    facteur::event::Loop loop;
+    auto fd = facteur::event::listen_tcp("127.0.0.1", 0);
     REQUIRE(fd.ok());
-    uint16_t port = *event::local_port(fd->get());
-    std::optional<event::CloseReason> closed;
-    std::shared_ptr<event::Connection> connection;
-    event::Listener listener(loop, std::move(fd).value(), [&](UniqueFd client, const sockaddr_storage&, socklen_t) {
-        connection = event::Connection::create(loop, std::move(client));
+    uint16_t port = *facteur::event::local_port(fd->get());
+    std::optional<facteur::event::CloseReason> closed;
+    std::shared_ptr<facteur::event::Connection> connection;
+    facteur::event::Listener listener(loop, std::move(fd).value(), [&](UniqueFd client, const sockaddr_storage&, socklen_t) {
+        connection = facteur::event::Connection::create(loop, std::move(client));
         connection->on_readable([] { throw std::runtime_error("session bug"); });
-        connection->on_close([&](event::CloseReason reason) {
+        connection->on_close([&](facteur::event::CloseReason reason) {
             // The client thread stops the loop once it saw the close: the
             // fd is only closed when libevent finalizes the bufferevent.
             closed = reason;
@@ -529,12 +529,12 @@ TEST_CASE("an exception from a connection callback closes that connection only")
     client.join();
     REQUIRE(stopped);
     REQUIRE(closed.has_value());
-    CHECK(*closed == event::CloseReason::error);
+    CHECK(*closed == facteur::event::CloseReason::error);
 }
 
 TEST_CASE("worker pool jobs run off the loop and their results arrive on it") {
-    event::Loop loop;
-    event::WorkerPool pool(loop, 3);
+    facteur::event::Loop loop;
+    facteur::event::WorkerPool pool(loop, 3);
     const auto loop_thread = std::this_thread::get_id();
     std::vector<int> results;
     std::atomic<int> off_loop{0};
@@ -570,8 +570,8 @@ TEST_CASE("worker pool jobs run off the loop and their results arrive on it") {
 }
 
 TEST_CASE("a job that throws is logged and its done never runs") {
-    event::Loop loop;
-    event::WorkerPool pool(loop, 1);
+    facteur::event::Loop loop;
+    facteur::event::WorkerPool pool(loop, 1);
     bool bad_done = false, good_done = false;
     pool.submit<int>([]() -> int { throw std::runtime_error("job bug"); }, [&](int) { bad_done = true; });
     pool.submit<std::string>([] { return std::string("fine"); }, [&](std::string value) {
@@ -585,11 +585,11 @@ TEST_CASE("a job that throws is logged and its done never runs") {
 }
 
 TEST_CASE("destroying a pool with pending jobs is safe and runs no done") {
-    event::Loop loop;
+    facteur::event::Loop loop;
     std::atomic<int> started{0};
     bool any_done = false;
     {
-        event::WorkerPool pool(loop, 2);
+        facteur::event::WorkerPool pool(loop, 2);
         for (int i = 0; i < 50; ++i)
             pool.submit([&] {
                 ++started;
@@ -598,7 +598,7 @@ TEST_CASE("destroying a pool with pending jobs is safe and runs no done") {
         std::this_thread::sleep_for(5ms);
     }
     // The loop runs after the pool is gone: nothing left may call back.
-    event::Timer stop(loop, [&] { loop.stop(); });
+    facteur::event::Timer stop(loop, [&] { loop.stop(); });
     stop.start(50ms);
     REQUIRE(run_until_stopped(loop));
     CHECK_FALSE(any_done);
@@ -606,8 +606,8 @@ TEST_CASE("destroying a pool with pending jobs is safe and runs no done") {
 }
 
 TEST_CASE("a pool destroyed from a done callback is safe") {
-    event::Loop loop;
-    auto pool = std::make_unique<event::WorkerPool>(loop, 1);
+    facteur::event::Loop loop;
+    auto pool = std::make_unique<facteur::event::WorkerPool>(loop, 1);
     int done_count = 0;
     for (int i = 0; i < 5; ++i)
         pool->submit([] {}, [&] {
@@ -679,21 +679,21 @@ struct TlsClient {
 TEST_CASE("start_tls upgrades a live connection and drops pipelined plaintext") {
     TestCertificate certificate;
     SslCtx ctx = server_context(certificate);
-    event::Loop loop;
-    auto fd = event::listen_tcp("127.0.0.1", 0);
+    facteur::event::Loop loop;
+    auto fd = facteur::event::listen_tcp("127.0.0.1", 0);
     REQUIRE(fd.ok());
-    uint16_t port = *event::local_port(fd->get());
+    uint16_t port = *facteur::event::local_port(fd->get());
 
     std::vector<std::string> seen;
     std::optional<bool> tls_ok;
     std::string version, cipher;
     int bits = 0;
-    std::shared_ptr<event::Connection> connection;
-    event::Listener listener(loop, std::move(fd).value(), [&](UniqueFd client, const sockaddr_storage&, socklen_t) {
-        connection = event::Connection::create(loop, std::move(client));
+    std::shared_ptr<facteur::event::Connection> connection;
+    facteur::event::Listener listener(loop, std::move(fd).value(), [&](UniqueFd client, const sockaddr_storage&, socklen_t) {
+        connection = facteur::event::Connection::create(loop, std::move(client));
         connection->on_readable([&] {
             std::string line;
-            while (connection->read_line(line) == event::LineStatus::line) {
+            while (connection->read_line(line) == facteur::event::LineStatus::line) {
                 seen.push_back(line);
                 if (line == "STARTTLS\r\n") {
                     connection->write("220 Ready to start TLS\r\n");
@@ -708,7 +708,7 @@ TEST_CASE("start_tls upgrades a live connection and drops pipelined plaintext") 
                 connection->write("250 " + line);
             }
         });
-        connection->on_close([&](event::CloseReason) { loop.stop(); });
+        connection->on_close([&](facteur::event::CloseReason) { loop.stop(); });
         connection->start();
     });
 
@@ -747,23 +747,23 @@ TEST_CASE("start_tls upgrades a live connection and drops pipelined plaintext") 
 TEST_CASE("a failed STARTTLS handshake reports done(false) and tls_error") {
     TestCertificate certificate;
     SslCtx ctx = server_context(certificate);
-    event::Loop loop;
-    auto fd = event::listen_tcp("127.0.0.1", 0);
+    facteur::event::Loop loop;
+    auto fd = facteur::event::listen_tcp("127.0.0.1", 0);
     REQUIRE(fd.ok());
-    uint16_t port = *event::local_port(fd->get());
+    uint16_t port = *facteur::event::local_port(fd->get());
     std::optional<bool> tls_ok;
-    std::optional<event::CloseReason> closed;
-    std::shared_ptr<event::Connection> connection;
-    event::Listener listener(loop, std::move(fd).value(), [&](UniqueFd client, const sockaddr_storage&, socklen_t) {
-        connection = event::Connection::create(loop, std::move(client));
+    std::optional<facteur::event::CloseReason> closed;
+    std::shared_ptr<facteur::event::Connection> connection;
+    facteur::event::Listener listener(loop, std::move(fd).value(), [&](UniqueFd client, const sockaddr_storage&, socklen_t) {
+        connection = facteur::event::Connection::create(loop, std::move(client));
         connection->on_readable([&] {
             std::string line;
-            if (connection->read_line(line) == event::LineStatus::line) {
+            if (connection->read_line(line) == facteur::event::LineStatus::line) {
                 connection->write("220 go ahead\r\n");
                 connection->start_tls(ctx.get(), [&](bool ok) { tls_ok = ok; });
             }
         });
-        connection->on_close([&](event::CloseReason reason) {
+        connection->on_close([&](facteur::event::CloseReason reason) {
             // The client thread stops the loop once it saw the close: the
             // fd is only closed when libevent finalizes the bufferevent.
             closed = reason;
@@ -789,25 +789,25 @@ TEST_CASE("a failed STARTTLS handshake reports done(false) and tls_error") {
     REQUIRE(tls_ok.has_value());
     CHECK_FALSE(*tls_ok);
     REQUIRE(closed.has_value());
-    CHECK(*closed == event::CloseReason::tls_error);
+    CHECK(*closed == facteur::event::CloseReason::tls_error);
 }
 
 TEST_CASE("create_tls_server speaks implicit TLS") {
     TestCertificate certificate;
     SslCtx ctx = server_context(certificate);
-    event::Loop loop;
-    auto fd = event::listen_tcp("127.0.0.1", 0);
+    facteur::event::Loop loop;
+    auto fd = facteur::event::listen_tcp("127.0.0.1", 0);
     REQUIRE(fd.ok());
-    uint16_t port = *event::local_port(fd->get());
-    std::shared_ptr<event::Connection> connection;
-    event::Listener listener(loop, std::move(fd).value(), [&](UniqueFd client, const sockaddr_storage&, socklen_t) {
-        connection = event::Connection::create_tls_server(loop, std::move(client), ctx.get());
+    uint16_t port = *facteur::event::local_port(fd->get());
+    std::shared_ptr<facteur::event::Connection> connection;
+    facteur::event::Listener listener(loop, std::move(fd).value(), [&](UniqueFd client, const sockaddr_storage&, socklen_t) {
+        connection = facteur::event::Connection::create_tls_server(loop, std::move(client), ctx.get());
         connection->write("220 hello over TLS\r\n");
         connection->on_readable([&] {
             std::string line;
-            while (connection->read_line(line) == event::LineStatus::line) connection->write("250 " + line);
+            while (connection->read_line(line) == facteur::event::LineStatus::line) connection->write("250 " + line);
         });
-        connection->on_close([&](event::CloseReason) { loop.stop(); });
+        connection->on_close([&](facteur::event::CloseReason) { loop.stop(); });
         connection->start();
     });
     std::string banner, answer;

@@ -188,12 +188,12 @@ namespace {
 struct EchoFixture {
     TempDir dir;
     std::string path = dir.path + "/ipc.sock";
-    event::Loop loop;
+    facteur::event::Loop loop;
     std::unique_ptr<ipc::Server> server;
     int requests = 0;
 
     explicit EchoFixture(ipc::Server::PeerCheck check = {}) {
-        auto fd = event::listen_unix(path, 0600);
+        auto fd = facteur::event::listen_unix(path, 0600);
         REQUIRE(fd.ok());
         server = std::make_unique<ipc::Server>(
             loop, std::move(fd).value(),
@@ -251,7 +251,7 @@ TEST_CASE("Client::connect fails cleanly when nobody listens") {
 TEST_CASE("a Client call times out when the server never answers, then stays failed") {
     TempDir dir;
     std::string path = dir.path + "/silent";
-    auto listening = event::listen_unix(path, 0600);
+    auto listening = facteur::event::listen_unix(path, 0600);
     REQUIRE(listening.ok());
     // Nobody accepts: the connection sits in the backlog and no reply comes.
     auto client = ipc::Client::connect(path, 200ms);
@@ -269,9 +269,9 @@ TEST_CASE("a Client call times out when the server never answers, then stays fai
 TEST_CASE("replies leave in request order even when the handler answers out of order") {
     TempDir dir;
     std::string path = dir.path + "/ipc.sock";
-    event::Loop loop;
-    event::WorkerPool pool(loop, 4);
-    auto fd = event::listen_unix(path, 0600);
+    facteur::event::Loop loop;
+    facteur::event::WorkerPool pool(loop, 4);
+    auto fd = facteur::event::listen_unix(path, 0600);
     REQUIRE(fd.ok());
     ipc::Server server(loop, std::move(fd).value(),
                        [&](const ipc::Frame& request, const ipc::PeerCredentials&, ipc::Server::Responder respond) {
@@ -290,7 +290,7 @@ TEST_CASE("replies leave in request order even when the handler answers out of o
                        });
     std::vector<ipc::Frame> replies;
     std::thread client([&] {
-        auto sock = event::connect_unix(path);
+        auto sock = facteur::event::connect_unix(path);
         if (sock) {
             std::string batch;
             for (int i = 0; i < 10; ++i) batch += ipc::encode(ipc::Frame{}.add("n", std::to_string(i)));
@@ -309,16 +309,16 @@ TEST_CASE("replies leave in request order even when the handler answers out of o
 TEST_CASE("a client pipelining far more than the limit still gets every reply in order") {
     TempDir dir;
     std::string path = dir.path + "/ipc.sock";
-    event::Loop loop;
+    facteur::event::Loop loop;
     std::vector<std::pair<int, ipc::Server::Responder>> waiting;
-    event::Timer answer(loop, [&] {
+    facteur::event::Timer answer(loop, [&] {
         // Answer everything collected so far, newest first.
         auto batch = std::move(waiting);
         waiting.clear();
         for (auto it = batch.rbegin(); it != batch.rend(); ++it) it->second(ipc::Frame{}.add("n", std::to_string(it->first)));
     });
     size_t most_waiting = 0;
-    auto fd = event::listen_unix(path, 0600);
+    auto fd = facteur::event::listen_unix(path, 0600);
     REQUIRE(fd.ok());
     ipc::Server server(loop, std::move(fd).value(),
                        [&](const ipc::Frame& request, const ipc::PeerCredentials&, ipc::Server::Responder respond) {
@@ -329,7 +329,7 @@ TEST_CASE("a client pipelining far more than the limit still gets every reply in
     const int total = 500;
     std::vector<ipc::Frame> replies;
     std::thread client([&] {
-        auto sock = event::connect_unix(path);
+        auto sock = facteur::event::connect_unix(path);
         if (sock) {
             std::thread writer([&] {
                 std::string batch;
@@ -375,7 +375,7 @@ TEST_CASE("the server survives clients sending garbage and keeps serving") {
     std::thread client([&] {
         for (const std::string& garbage : {std::string("GET / HTTP/1.0\r\n\r\n"), u32(0xFFFFFFFF) + "xxxx",
                                            raw_frame("\x07"), raw_frame(std::string("\x01") + u32(0) + u32(0))}) {
-            auto sock = event::connect_unix(fixture.path);
+            auto sock = facteur::event::connect_unix(fixture.path);
             if (!sock) continue;
             send_all(sock->get(), garbage);
             char c;
@@ -384,7 +384,7 @@ TEST_CASE("the server survives clients sending garbage and keeps serving") {
         }
         {
             // A client that connects, sends half a frame and vanishes.
-            auto sock = event::connect_unix(fixture.path);
+            auto sock = facteur::event::connect_unix(fixture.path);
             if (sock) send_all(sock->get(), u32(100) + "\x01");
         }
         auto connection = ipc::Client::connect(fixture.path, 5s);
@@ -402,9 +402,9 @@ TEST_CASE("the server survives clients sending garbage and keeps serving") {
 TEST_CASE("a responder called after the client left is a no-op, a dropped one closes") {
     TempDir dir;
     std::string path = dir.path + "/ipc.sock";
-    event::Loop loop;
+    facteur::event::Loop loop;
     std::vector<ipc::Server::Responder> kept;
-    auto fd = event::listen_unix(path, 0600);
+    auto fd = facteur::event::listen_unix(path, 0600);
     REQUIRE(fd.ok());
     auto server = std::make_unique<ipc::Server>(
         loop, std::move(fd).value(),
@@ -415,12 +415,12 @@ TEST_CASE("a responder called after the client left is a no-op, a dropped one cl
     bool dropped_closed = false;
     std::thread client([&] {
         {
-            auto sock = event::connect_unix(path);
+            auto sock = facteur::event::connect_unix(path);
             if (sock) send_all(sock->get(), ipc::encode(ipc::Frame{}.add("mode", "keep")));
             std::this_thread::sleep_for(50ms);
         }  // Gone before the reply.
         {
-            auto sock = event::connect_unix(path);
+            auto sock = facteur::event::connect_unix(path);
             if (sock) {
                 send_all(sock->get(), ipc::encode(ipc::Frame{}.add("mode", "drop")));
                 char c;
@@ -444,10 +444,10 @@ TEST_CASE("a responder called after the client left is a no-op, a dropped one cl
 TEST_CASE("AsyncClient calls a Server on the same loop, in order, and reconnects") {
     TempDir dir;
     std::string path = dir.path + "/ipc.sock";
-    event::Loop loop;
+    facteur::event::Loop loop;
     int served = 0;
     auto make_server = [&] {
-        auto fd = event::listen_unix(path, 0600);
+        auto fd = facteur::event::listen_unix(path, 0600);
         REQUIRE(fd.ok());
         return std::make_unique<ipc::Server>(
             loop, std::move(fd).value(),
@@ -499,9 +499,9 @@ TEST_CASE("AsyncClient calls a Server on the same loop, in order, and reconnects
 TEST_CASE("AsyncClient fails in-flight calls on connection loss and on timeout") {
     TempDir dir;
     std::string path = dir.path + "/ipc.sock";
-    event::Loop loop;
+    facteur::event::Loop loop;
     std::vector<ipc::Server::Responder> held;
-    auto fd = event::listen_unix(path, 0600);
+    auto fd = facteur::event::listen_unix(path, 0600);
     REQUIRE(fd.ok());
     auto server = std::make_unique<ipc::Server>(
         loop, std::move(fd).value(),
@@ -533,7 +533,7 @@ TEST_CASE("AsyncClient fails in-flight calls on connection loss and on timeout")
                 errors.push_back(reply.ok() ? "ok" : reply.error());
                 if (errors.size() == 2) loop.stop();
             });
-        event::Timer kill(loop, [&] { server.reset(); });
+        facteur::event::Timer kill(loop, [&] { server.reset(); });
         kill.start(50ms);
         REQUIRE(run_until_stopped(loop));
         REQUIRE(errors.size() == 2);
@@ -545,12 +545,12 @@ TEST_CASE("AsyncClient fails in-flight calls on connection loss and on timeout")
         {
             ipc::AsyncClient client(loop, path);
             client.call(ipc::Frame{}, [&](Result<ipc::Frame>) { called = true; });
-            event::Timer stop(loop, [&] { loop.stop(); });
+            facteur::event::Timer stop(loop, [&] { loop.stop(); });
             stop.start(50ms);
             REQUIRE(run_until_stopped(loop));
         }
         for (auto& respond : held) respond(ipc::Frame{});
-        event::Timer stop(loop, [&] { loop.stop(); });
+        facteur::event::Timer stop(loop, [&] { loop.stop(); });
         stop.start(50ms);
         REQUIRE(run_until_stopped(loop));
         CHECK_FALSE(called);
