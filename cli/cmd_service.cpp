@@ -109,16 +109,24 @@ int start(const Context& context) {
     return kExitOk;
 }
 
+// Sends `command` to the running master; the error says why it could not.
+Status send_command(const config::Config& config, std::string_view command) {
+    std::string socket = config.path("master_control_socket");
+    auto probe = probe_control_socket(socket);
+    if (probe.state == Probe::absent) return make_error("facteur is not running");
+    if (probe.state == Probe::unreachable) return make_error(probe.reason);
+    auto reply = master_control::call(socket, command);
+    if (!reply) return make_error(fmt::format("{}: {}", command, reply.error()));
+    if (Status status = ipc::reply_status(*reply, "master"); !status)
+        return make_error(fmt::format("{} refused: {}", command, status.error()));
+    return {};
+}
+
 int stop(const Context& context) {
     auto config = context.load_config();
     if (!config) return fail(config.error());
+    if (Status sent = send_command(*config, "stop"); !sent) return fail(sent.error());
     std::string socket = config->path("master_control_socket");
-    auto probe = probe_control_socket(socket);
-    if (probe.state == Probe::absent) return fail("facteur is not running");
-    if (probe.state == Probe::unreachable) return fail(probe.reason);
-    auto reply = master_control::call(socket, "stop");
-    if (!reply) return fail(fmt::format("stop: {}", reply.error()));
-    if (Status s = ipc::reply_status(*reply, "master"); !s) return fail(fmt::format("stop refused: {}", s.error()));
 
     // master gives its services service_stop_timeout to exit, then kills
     // them; wait a little longer than that for master itself.
@@ -139,13 +147,7 @@ int stop(const Context& context) {
 int reload(const Context& context) {
     auto config = context.load_config();
     if (!config) return fail(config.error());
-    std::string socket = config->path("master_control_socket");
-    auto probe = probe_control_socket(socket);
-    if (probe.state == Probe::absent) return fail("facteur is not running");
-    if (probe.state == Probe::unreachable) return fail(probe.reason);
-    auto reply = master_control::call(socket, "reload");
-    if (!reply) return fail(fmt::format("reload: {}", reply.error()));
-    if (Status s = ipc::reply_status(*reply, "master"); !s) return fail(fmt::format("reload failed: {}", s.error()));
+    if (Status sent = send_command(*config, "reload"); !sent) return fail(sent.error());
     report("facteur reloaded");
     return kExitOk;
 }
