@@ -89,20 +89,31 @@ def ipc_call(path, attributes, timeout=30):
 
 # --- Dovecot auth-client protocol (what Postfix's xsasl_dovecot client does).
 class DovecotAuthClient:
-    def __init__(self, path, timeout=30):
+    """A client of authd's SASL socket, speaking what Postfix's
+    xsasl_dovecot_server client speaks. With handshake=False it connects
+    without sending VERSION/CPID, for tests of misbehaving clients."""
+
+    def __init__(self, path, timeout=30, handshake=True):
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.settimeout(timeout)
         self.sock.connect(path)
         self.buffer = b""
         self.next_id = 1
-        self.sock.sendall(b"VERSION\t1\t0\nCPID\t%d\n" % os.getpid())
-        self.handshake = []
+        # The server's greeting lines, VERSION to DONE.
+        self.handshake = self.greeting = []
+        self.mechanisms = []
+        if handshake:
+            self.sock.sendall(b"VERSION\t1\t0\nCPID\t%d\n" % os.getpid())
+            self.read_greeting()
+
+    def read_greeting(self):
         while True:
             line = self.read_line()
-            self.handshake.append(line)
+            self.greeting.append(line)
             if line == "DONE":
                 break
-        self.mechanisms = [l.split("\t")[1] for l in self.handshake if l.startswith("MECH\t")]
+        self.mechanisms = [l.split("\t")[1] for l in self.greeting if l.startswith("MECH\t")]
+        return self.greeting
 
     def read_line(self):
         while b"\n" not in self.buffer:
@@ -112,6 +123,21 @@ class DovecotAuthClient:
             self.buffer += chunk
         line, self.buffer = self.buffer.split(b"\n", 1)
         return line.decode()
+
+    def closed_by_peer(self):
+        """True when authd closes the connection (after draining any output)."""
+        try:
+            while True:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    return True
+        except (ConnectionResetError, BrokenPipeError):
+            return True
+        except socket.timeout:
+            return False
+
+    def send_raw(self, data):
+        self.sock.sendall(data)
 
     def send(self, line):
         self.sock.sendall(line.encode() + b"\n")

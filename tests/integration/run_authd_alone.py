@@ -47,54 +47,8 @@ def sha512_crypt(password):
     return result.stdout.strip()
 
 
-# --- Dovecot auth-client protocol, as Postfix's xsasl_dovecot_server speaks it.
-class DovecotClient:
-    def __init__(self, path, timeout=30, handshake=True):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(timeout)
-        self.sock.connect(path)
-        self.buffer = b""
-        self.greeting = []
-        if handshake:
-            self.sock.sendall(b"VERSION\t1\t0\nCPID\t%d\n" % os.getpid())
-            self.read_greeting()
-
-    def read_greeting(self):
-        while True:
-            line = self.read_line()
-            self.greeting.append(line)
-            if line == "DONE":
-                return self.greeting
-
-    def read_line(self):
-        while b"\n" not in self.buffer:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise ConnectionError("authd closed the connection")
-            self.buffer += chunk
-        line, self.buffer = self.buffer.split(b"\n", 1)
-        return line.decode()
-
-    def closed_by_peer(self):
-        """True when authd closes the connection (after draining any output)."""
-        try:
-            while True:
-                chunk = self.sock.recv(65536)
-                if not chunk:
-                    return True
-        except (ConnectionResetError, BrokenPipeError):
-            return True
-        except socket.timeout:
-            return False
-
-    def send_raw(self, data):
-        self.sock.sendall(data)
-
-    def send(self, line):
-        self.sock.sendall(line.encode() + b"\n")
-
-    def close(self):
-        self.sock.close()
+# Dovecot auth-client protocol, as Postfix's xsasl_dovecot_server speaks it.
+from harness import DovecotAuthClient as DovecotClient  # noqa: E402,F401
 
 
 def plain_response(user, password, authzid=""):
