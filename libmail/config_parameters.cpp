@@ -58,6 +58,16 @@ const Parameter kParameters[] = {
     {"", "tls_cert_file", Type::path, "", 0, 0, "PEM certificate chain for TLS; empty disables TLS"},
     {"", "tls_key_file", Type::path, "", 0, 0, "PEM private key for tls_cert_file"},
 
+    // Mail flow (issue 3).
+    {"", "myhostname", Type::string, "", 0, 0,
+     "this host's fully qualified name, in greetings, Received headers and bounces; empty means the system host name"},
+    {"", "message_size_limit", Type::size, "50M", 1024, int64_t(4) << 30,
+     "largest message accepted, by SMTP and by sendmail"},
+    {"", "qmgr_socket", Type::path, "$runtime_dir/qmgr", 0, 0,
+     "qmgr's socket: wake-ups from smtpd and sendmail, queue commands from the facteur CLI"},
+    {"", "deliverd_socket", Type::path, "$runtime_dir/deliverd", 0, 0, "deliverd's socket, used by qmgr"},
+    {"", "relayd_socket", Type::path, "$runtime_dir/relayd", 0, 0, "relayd's socket, used by qmgr"},
+
     // Supervision by master.
     {"", "service_fast_exit_time", Type::duration, "5s", 100, kHour,
      "a process that exits sooner than this after start counts as failing at start"},
@@ -82,6 +92,73 @@ const Parameter kParameters[] = {
      "failures older than this are forgotten"},
     {"authd", "failure_lockout_time", Type::duration, "5m", kSecond, kDay,
      "how long logins stay refused after failure_lockout_count failures"},
+
+    // smtpd (port 25) and submission (587, 465): the same program, two sections.
+#define FACTEUR_SMTPD_KEYS(section)                                                                    \
+    {section, "banner", Type::string, "$myhostname ESMTP facteur", 0, 0,                               \
+     "text of the 220 greeting after the code"},                                                       \
+    {section, "command_line_limit", Type::size, "4096", 512, 1 << 20,                                  \
+     "longest SMTP command line, CRLF included (RFC 5321 allows 512; AUTH needs more)"},               \
+    {section, "data_line_limit", Type::size, "1M", 1000, 64 << 20,                                     \
+     "longest line inside a message; a longer one gets the message refused with 552 5.3.4"},           \
+    {section, "recipient_limit", Type::integer, "1000", 1, 100000,                                     \
+     "recipients per message; more get 452 4.5.3"},                                                    \
+    {section, "error_limit", Type::integer, "20", 1, 10000,                                            \
+     "errors in one session after which the connection is closed with 421 4.7.0"},                     \
+    {section, "idle_timeout", Type::duration, "300s", kSecond, kHour,                                  \
+     "a client silent this long is disconnected with 421 4.4.2"},                                      \
+    {section, "client_connection_limit", Type::integer, "50", 1, 100000,                               \
+     "simultaneous sessions from one client IP address, per process"},                                 \
+    {section, "session_limit", Type::integer, "1000", 1, 1000000,                                      \
+     "simultaneous sessions per process; more get 421 4.3.2"},                                         \
+    {section, "hop_count_limit", Type::integer, "50", 1, 1000,                                         \
+     "a message with more Received headers than this is refused as a loop (554 5.4.6)"},               \
+    {section, "enable_expn", Type::boolean, "no", 0, 1,                                                \
+     "answer EXPN (to authenticated sessions only); otherwise 502"},                                   \
+    {section, "mynetworks", Type::list, "127.0.0.0/8 ::1/128", 0, 0,                                   \
+     "client networks trusted to relay to other domains without authentication"},                      \
+    {                                                                                                  \
+        section, "auth_requires_tls", Type::boolean, "yes", 0, 1,                                      \
+            "offer and accept AUTH only on TLS sessions (DESIGN 5)"                                    \
+    }
+
+    FACTEUR_SERVICE_KEYS("smtpd", "1", 64),
+    {"smtpd", "listen", Type::list, "0.0.0.0:25", 0, 0,
+     "addresses (host:port, [v6]:port or port) where smtpd accepts mail from anyone for local domains"},
+    FACTEUR_SMTPD_KEYS("smtpd"),
+
+    FACTEUR_SERVICE_KEYS("submission", "1", 64),
+    {"submission", "listen", Type::list, "0.0.0.0:587", 0, 0,
+     "addresses for mail submission with STARTTLS and AUTH (RFC 6409)"},
+    {"submission", "listen_tls", Type::list, "0.0.0.0:465", 0, 0,
+     "addresses for mail submission over implicit TLS (RFC 8314)"},
+    FACTEUR_SMTPD_KEYS("submission"),
+#undef FACTEUR_SMTPD_KEYS
+
+    // qmgr.
+    FACTEUR_SERVICE_KEYS("qmgr", "1", 1),
+    {"qmgr", "scan_interval", Type::duration, "10s", 100, kHour,
+     "how often qmgr rescans incoming/ and maildrop/ in case a wake-up was lost"},
+    {"qmgr", "minimal_backoff_time", Type::duration, "300s", kSecond, kDay,
+     "shortest wait before retrying a deferred message"},
+    {"qmgr", "maximal_backoff_time", Type::duration, "4000s", kSecond, 7 * kDay,
+     "longest wait between retries of a deferred message"},
+    {"qmgr", "maximal_queue_lifetime", Type::duration, "5d", 0, 100 * kDay,
+     "a message still undeliverable after this long is returned to its sender"},
+    {"qmgr", "bounce_queue_lifetime", Type::duration, "5d", 0, 100 * kDay,
+     "the same for delivery status notifications (null sender), which are dropped instead"},
+    {"qmgr", "delivery_concurrency", Type::integer, "20", 1, 1000,
+     "messages handed to deliverd and relayd at the same time"},
+    {"qmgr", "active_limit", Type::integer, "2000", 1, 1000000,
+     "messages held in active/ at once; more wait in incoming/"},
+
+    // deliverd.
+    FACTEUR_SERVICE_KEYS("deliverd", "1", 16),
+    {"deliverd", "workers", Type::integer, "4", 1, 64, "threads writing mailboxes (fsync is blocking)"},
+    {"deliverd", "pipe_timeout", Type::duration, "60s", kSecond, kHour,
+     "a |command alias target running longer than this is killed and the delivery deferred"},
+    {"deliverd", "quota_exceeded_permanent", Type::boolean, "no", 0, 1,
+     "bounce mail for a mailbox over quota (5.2.2) instead of deferring it (4.2.2)"},
 };
 
 #undef FACTEUR_SERVICE_KEYS

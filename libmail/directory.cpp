@@ -490,9 +490,15 @@ Result<Resolution> UserDatabase::resolve(std::string_view address) {
         if (*user && (*user)->enabled) {
             resolution.kind = Resolution::local_user;
             resolution.user = std::move(*user);
-        } else {
-            resolution.kind = Resolution::unknown_local;
+            return resolution;
         }
+        // Subaddressing (RFC 5233 style, Postfix recipient_delimiter = +):
+        // user+tag@domain is user@domain unless an alias or user claims the
+        // whole name first.
+        size_t plus = split->localpart.find('+');
+        if (plus != std::string::npos && plus > 0)
+            return resolve(split->localpart.substr(0, plus) + "@" + split->domain);
+        resolution.kind = Resolution::unknown_local;
         return resolution;
     }
 

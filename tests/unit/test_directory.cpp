@@ -434,6 +434,24 @@ TEST_CASE("resolve: remote, local user, unknown, disabled", "[directory]") {
     REQUIRE_ERROR(database.resolve("no-at-sign"), "expected local@domain");
 }
 
+TEST_CASE("resolve: user+tag subaddresses reach the user unless the full name exists", "[directory]") {
+    TempDir dir;
+    auto database = create_database(dir);
+    REQUIRE_OK(database.add_domain("example.test"));
+    REQUIRE_OK(database.add_user("bob@example.test", "h", {}));
+    REQUIRE_OK(database.add_user("bob+real@example.test", "h", {}));
+    REQUIRE_OK(database.add_alias("list@example.test", "bob@example.test"));
+
+    auto tagged = database.resolve("bob+news@example.test");
+    REQUIRE(tagged.ok());
+    CHECK(tagged->kind == Resolution::local_user);
+    CHECK(tagged->user->address() == "bob@example.test");
+    CHECK(database.resolve("bob+real@example.test")->user->address() == "bob+real@example.test");
+    CHECK(kind_of(database, "list+x@example.test") == Resolution::alias);
+    CHECK(kind_of(database, "nobody+x@example.test") == Resolution::unknown_local);
+    CHECK(kind_of(database, "+x@example.test") == Resolution::unknown_local);
+}
+
 TEST_CASE("resolve: alias expansion", "[directory]") {
     TempDir dir;
     auto database = create_database(dir);
