@@ -296,6 +296,7 @@ std::string encode_envelope(const Envelope& envelope) {
     frame.add("auth_user", envelope.auth_user);
     frame.add("submitter_uid", std::to_string(envelope.submitter_uid));
     frame.add("size", std::to_string(envelope.message_size));
+    if (envelope.expansion_depth != 0) frame.add("expansion_depth", std::to_string(envelope.expansion_depth));
     return ipc::encode(frame);
 }
 
@@ -361,6 +362,10 @@ Result<Envelope> decode_envelope(std::string_view data) {
             auto size = parse_number<uint64_t>(value);
             if (!size) return make_error("envelope: bad size");
             envelope.message_size = *size;
+        } else if (name == "expansion_depth") {
+            auto depth = parse_number<int>(value);
+            if (!depth || *depth < 0 || *depth > 1000) return make_error("envelope: bad expansion depth");
+            envelope.expansion_depth = *depth;
         } else {
             return make_error(fmt::format("envelope: unknown attribute {}", log::printable(name)));
         }

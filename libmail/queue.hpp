@@ -73,7 +73,10 @@ enum class Ret { unspecified, full, headers };
 enum class BodyType { seven_bit, eight_bit_mime, binary_mime };
 
 struct Recipient {
-    std::string address;   // the RCPT TO mailbox, as received (no angle brackets)
+    // The RCPT TO mailbox, as received (no angle brackets). In files qmgr
+    // writes for an alias expansion it may also be a "|command" target;
+    // qmgr refuses such recipients in maildrop files.
+    std::string address;
     std::string orcpt;     // ORCPT as "addr-type;xtext-decoded address", or empty
     unsigned notify = notify_default;
 };
@@ -94,6 +97,11 @@ struct Envelope {
     std::string auth_user;  // authenticated SMTP user or local login name
     int64_t submitter_uid = -1;  // maildrop files: the uid that wrote it
     uint64_t message_size = 0;   // bytes of message data (filled by the writer)
+    // Alias expansion generations this message went through: qmgr writes the
+    // targets of an alias into a new queue file one generation deeper, and
+    // refuses to go on past a limit (a loop through subaddresses or remote
+    // forwarding that the directory could not see).
+    int expansion_depth = 0;
 };
 
 // ---------------------------------------------------------------------------

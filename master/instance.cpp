@@ -10,6 +10,7 @@
 
 #include <fmt/format.h>
 
+#include "libmail/queue.hpp"
 #include "libmail/system.hpp"
 #include "libmail/tls.hpp"
 
@@ -38,6 +39,29 @@ Status prepare_directories(const config::Config& config) {
     if (Status s = system::ensure_directory(config.path("data_dir"), 0755); !s) return s;
     if (Status s = system::ensure_directory(config.path("spool_dir"), 0755, *mail_owner); !s) return s;
     if (Status s = system::ensure_directory(config.path("mail_dir"), 0700, *vmail_owner); !s) return s;
+
+    // The queue folders (DESIGN §3), owned by mail_owner. deliverd (vmail)
+    // reads queue files in active/ through the mail_owner group, which
+    // scripts/create-users gives it.
+    queue::Spool spool(config.path("spool_dir"));
+    if (Status s = spool.create_folders(); !s) return s;
+    if (*mail_owner) {
+        std::vector<std::string> folders;
+        for (queue::Folder folder : {queue::Folder::tmp, queue::Folder::incoming, queue::Folder::active,
+                                     queue::Folder::deferred, queue::Folder::hold, queue::Folder::corrupt,
+                                     queue::Folder::maildrop, queue::Folder::log})
+            folders.push_back(spool.folder_path(folder));
+        for (char c : std::string_view("0123456789ABCDEFGHIJKLMNOPQRSTUV"))
+            folders.push_back(spool.folder_path(queue::Folder::deferred) + "/" + c);
+        for (const std::string& folder : folders) {
+            struct stat info {};
+            if (lstat(folder.c_str(), &info) != 0 || !S_ISDIR(info.st_mode))
+                return make_error(fmt::format("{} is not a directory", folder));
+            if ((info.st_uid != (*mail_owner)->uid || info.st_gid != (*mail_owner)->gid) &&
+                chown(folder.c_str(), (*mail_owner)->uid, (*mail_owner)->gid) != 0)
+                return make_error(fmt::format("cannot chown {}: {}", folder, system::errno_text(errno)));
+        }
+    }
 
     // The user database: readable by authd alone (DESIGN §1).
     std::string database = config.path("auth_db");

@@ -115,6 +115,7 @@ int main(int argc, char** argv) {
     auto pid_lock = master::lock_pid_file(config);
     if (!pid_lock) fail(pid_lock.error());
     if (Status s = master::check_tls(config); !s) fail(s.error());
+    if (Status s = master::check_services(config); !s) fail(s.error());
 
     facteur::event::Loop loop;
     master::Supervisor supervisor(loop, config);
@@ -136,6 +137,10 @@ int main(int argc, char** argv) {
             return make_error(fresh.error());
         }
         daemon::init_logging("master", *fresh);
+        if (Status checked = master::check_services(*fresh); !checked) {
+            log::error("reload refused, keeping the running configuration: {}", checked.error());
+            return checked;
+        }
         Status status = supervisor.reload(*fresh);
         if (!status) log::error("reload: {}", status.error());
         else log::info("configuration reloaded from {}", config_path);

@@ -7,7 +7,11 @@
 #include <string>
 #include <vector>
 
+#include <string_view>
+#include <utility>
+
 #include "libmail/config.hpp"
+#include "libmail/result.hpp"
 
 namespace facteur::master {
 
@@ -34,6 +38,13 @@ struct ServiceSpec {
 
 // Every service facteur has, in start order (authd first: the others ask
 // it; stop runs in reverse).
+// check_services() must have accepted `config` first.
 std::vector<ServiceSpec> service_table(const config::Config& config);
+
+// Whether the services can be built from `config` (listen addresses parse).
+Status check_services(const config::Config& config);
+
+// "host:port", "[ipv6]:port" or "port" (every IPv4 address).
+Result<std::pair<std::string, uint16_t>> parse_listen_address(std::string_view text);
 
 }  // namespace facteur::master

@@ -156,11 +156,20 @@ class DovecotAuthClient:
         self.sock.close()
 
 
+def free_port():
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 class Instance:
     """A facteur instance: config, directories and a master in a temp dir."""
 
-    def __init__(self, authd_config="", global_config=""):
+    def __init__(self, authd_config="", global_config="", sections=""):
         self.dir = tempfile.mkdtemp(prefix="facteur-test-")
+        # Loopback only, on ports nobody else uses (DESIGN §8).
+        self.smtp_port = free_port()
         # Daemons dropped to facteur-auth etc. (when tests run as root) must
         # be able to reach their directories.
         os.chmod(self.dir, 0o755)
@@ -187,6 +196,11 @@ failure_delay_max = 400ms
 failure_lockout_count = 10
 failure_lockout_time = 60s
 {authd_config}
+[smtpd]
+listen = 127.0.0.1:{self.smtp_port}
+[submission]
+enabled = no
+{sections}
 """)
         self.master = None
         self.log_file = None
@@ -305,4 +319,89 @@ failure_lockout_time = 60s
         if failed:
             print("master log:\n" + self.log(), file=sys.stderr)
         self.cleanup()
+        return False
+
+
+class MailInstance(Instance):
+    """An instance receiving and delivering mail: smtpd on a loopback port,
+    submission with STARTTLS and implicit TLS (self-signed certificate for
+    mail.example.test), domain example.test with the given users
+    (address -> password) once start() returned. `sections` adds config
+    lines after the generated sections (e.g. "[qmgr]\nscan_interval = 1s")."""
+
+    def __init__(self, users=None, global_config="", sections="", smtpd_config="", submission_config=""):
+        self.users = users if users is not None else {
+            "alice@example.test": "alice-secret", "bob@example.test": "bob-secret"}
+        self.submission_port = free_port()
+        self.submissions_port = free_port()
+        tls_dir = tempfile.mkdtemp(prefix="facteur-tls-")
+        self.tls_dir = tls_dir
+        self.cert = os.path.join(tls_dir, "cert.pem")
+        self.key = os.path.join(tls_dir, "key.pem")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                        "-nodes", "-subj", "/CN=mail.example.test", "-days", "2",
+                        "-keyout", self.key, "-out", self.cert],
+                       check=True, capture_output=True)
+        os.chmod(tls_dir, 0o755)
+        os.chmod(self.key, 0o644)  # daemons run as other users when tests run as root
+        mail_globals = f"""myhostname = mail.example.test
+tls_cert_file = {self.cert}
+tls_key_file = {self.key}
+{global_config}"""
+        mail_sections = f"""{smtpd_config}
+[submission]
+enabled = yes
+listen = 127.0.0.1:{self.submission_port}
+listen_tls = 127.0.0.1:{self.submissions_port}
+{submission_config}
+[qmgr]
+scan_interval = 1s
+minimal_backoff_time = 1s
+maximal_backoff_time = 2s
+{sections}"""
+        super().__init__(global_config=mail_globals, sections=mail_sections)
+        self.spool = os.path.join(self.dir, "spool")
+        self.mail_dir = os.path.join(self.dir, "data", "mail")
+
+    def start(self, wait_services=("authd", "qmgr", "deliverd", "smtpd", "submission")):
+        super().start(wait_services=wait_services)
+        self.cli("domain", "add", "example.test", check_rc=0)
+        for address, password in self.users.items():
+            self.add_user(address, password)
+        # smtpd is listening once master reports it running; wait for the port.
+        wait_for(lambda: port_open(self.smtp_port), 10)
+
+    def add_user(self, address, password, *options):
+        self.cli("user", "add", address, "--password-stdin", *options, input=password + "\n", check_rc=0)
+
+    def maildir(self, address):
+        local, domain = address.split("@")
+        return os.path.join(self.mail_dir, domain, local, "Maildir")
+
+    def delivered(self, address):
+        """Contents of the messages in the user's Maildir new/ (bytes), oldest first."""
+        new = os.path.join(self.maildir(address), "new")
+        try:
+            names = sorted(os.listdir(new), key=lambda n: (n.split(".")[0], n))
+        except FileNotFoundError:
+            return []
+        out = []
+        for name in names:
+            with open(os.path.join(new, name), "rb") as f:
+                out.append(f.read())
+        return out
+
+    def wait_delivered(self, address, count, timeout=20):
+        return wait_for(lambda: len(self.delivered(address)) >= count, timeout)
+
+    def cleanup(self):
+        super().cleanup()
+        shutil.rmtree(self.tls_dir, ignore_errors=True)
+
+
+def port_open(port):
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+            return True
+    except OSError:
         return False

@@ -1,0 +1,104 @@
+// qmgr: the queue manager. Wiring only: config, the spool, clients for authd
+// and deliverd, the worker pool, and the control socket master hands over.
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <set>
+
+#include "libmail/auth_lookup.hpp"
+#include "libmail/daemon.hpp"
+#include "libmail/event.hpp"
+#include "libmail/ipc.hpp"
+#include "libmail/log.hpp"
+#include "libmail/queue.hpp"
+#include "libmail/system.hpp"
+#include "qmgr/queue_manager.hpp"
+
+using namespace facteur;
+
+namespace {
+
+[[noreturn]] void fail(const std::string& message) {
+    log::error("{}", message);
+    std::exit(1);
+}
+
+std::string host_name(const config::Config& config) {
+    std::string name = config.string("myhostname");
+    if (!name.empty()) return name;
+    char buffer[256] = {};
+    if (gethostname(buffer, sizeof buffer - 1) != 0 || buffer[0] == '\0') return "localhost";
+    return buffer;
+}
+
+qmgr::Settings settings_from(const config::Config& config) {
+    qmgr::Settings settings;
+    settings.hostname = host_name(config);
+    settings.scan_interval = config.duration("qmgr", "scan_interval");
+    auto seconds = [&](std::string_view name) {
+        return static_cast<int64_t>(config.duration("qmgr", name).count() / 1000);
+    };
+    settings.minimal_backoff = std::max<int64_t>(1, seconds("minimal_backoff_time"));
+    settings.maximal_backoff = std::max<int64_t>(1, seconds("maximal_backoff_time"));
+    settings.queue_lifetime = seconds("maximal_queue_lifetime");
+    settings.bounce_lifetime = seconds("bounce_queue_lifetime");
+    settings.concurrency = static_cast<size_t>(config.integer("qmgr", "delivery_concurrency"));
+    settings.active_limit = static_cast<size_t>(config.integer("qmgr", "active_limit"));
+    settings.message_size_limit = config.size("", "message_size_limit");
+    return settings;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    daemon::Startup startup = daemon::start("qmgr", argc, argv);
+    signal(SIGPIPE, SIG_IGN);
+    const config::Config& config = startup.config;
+
+    auto control_socket = startup.sockets.take("qmgr");
+    if (!control_socket) fail(control_socket.error());
+
+    facteur::event::Loop loop;
+    // Disk work (fsync of status logs, reports, listings) off the loop.
+    facteur::event::WorkerPool pool(loop, 2);
+    auth_lookup::Client authd(loop, config.path("auth_lookup_socket"), std::chrono::seconds(30));
+    // A delivery may run a pipe command for pipe_timeout, or fsync a large
+    // message: the deadline is generous, a lost deliverd still fails it.
+    ipc::AsyncClient deliverd(loop, config.path("deliverd_socket"),
+                              config.duration("deliverd", "pipe_timeout") + std::chrono::minutes(5));
+
+    qmgr::QueueManager manager(loop, queue::Spool(config.path("spool_dir")), settings_from(config), authd, deliverd,
+                               pool);
+    if (Status s = manager.recover(); !s) fail("cannot recover the queue: " + s.error());
+
+    // Changing the queue is for root and the mail owner (which qmgr runs
+    // as); looking at it is for everyone, like Postfix's mailq.
+    std::set<uid_t> privileged{0, geteuid()};
+    if (auto owner = system::find_account(config.string("mail_owner"))) privileged.insert(owner->uid);
+    ipc::Server control(loop, std::move(control_socket).value(),
+                        [&](const ipc::Frame& request, const ipc::PeerCredentials& peer, ipc::Server::Responder respond) {
+                            manager.handle_control(request, privileged.count(peer.uid) > 0,
+                                                   [respond](ipc::Frame reply) { respond(reply); });
+                        });
+
+    bool stopping = false;
+    auto stop = [&] {
+        if (stopping) return;
+        stopping = true;
+        log::info("qmgr stopping; waiting for {} message(s) in delivery", manager.in_flight());
+        manager.stop([&loop] { loop.stop(); });
+    };
+    facteur::event::Signal on_term(loop, SIGTERM, stop);
+    facteur::event::Signal on_int(loop, SIGINT, stop);
+    facteur::event::Signal on_hup(loop, SIGHUP, [&] {
+        log::info("reload: qmgr settings take effect at the next restart");
+        manager.wakeup();
+    });
+
+    manager.start();
+    log::info("qmgr started; spool {}", config.path("spool_dir"));
+    loop.run();
+    log::info("qmgr stopped");
+    return 0;
+}

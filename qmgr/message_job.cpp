@@ -1,0 +1,499 @@
+// The per-message pipeline: route every recipient still to do through
+// authd, hand local targets to deliverd, then log the outcomes and either
+// remove the message (returning failures to the sender) or defer it.
+#include "qmgr/message_job.hpp"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <ctime>
+
+#include <fmt/format.h>
+
+#include "libmail/address.hpp"
+#include "libmail/log.hpp"
+#include "libmail/message_header.hpp"
+#include "libmail/system.hpp"
+#include "qmgr/bounce.hpp"
+
+namespace facteur::qmgr {
+namespace {
+
+using queue::RecipientState;
+using queue::RecipientStatus;
+
+int64_t now_seconds() { return static_cast<int64_t>(std::time(nullptr)); }
+
+RecipientStatus outcome(RecipientState state, std::string dsn, std::string reason) {
+    RecipientStatus status;
+    status.state = state;
+    status.time = now_seconds();
+    status.dsn = std::move(dsn);
+    status.reason = std::move(reason);
+    return status;
+}
+
+bool is_final(RecipientState state) {
+    return state == RecipientState::sent || state == RecipientState::bounced || state == RecipientState::expanded;
+}
+
+struct RecordPlan {
+    queue::Spool spool{std::string()};
+    Settings settings;
+    std::string id, path;
+    queue::Envelope envelope;
+    queue::StatusLog before;
+    std::vector<std::pair<size_t, RecipientStatus>> outcomes;
+    std::vector<std::pair<size_t, std::vector<std::string>>> expansions;
+};
+
+struct RecordResult {
+    enum class Disposition { removed, deferred, failed } disposition = Disposition::failed;
+    int64_t next_attempt = 0;
+    std::string error;
+    std::vector<std::pair<size_t, RecipientStatus>> outcomes;  // as finally logged
+    std::vector<std::string> new_files;                      // expansions and the report
+    std::string report_id;
+    bool report_discarded = false;  // failures of a null-sender message
+};
+
+// Copies the message of `path` into a new incoming/ file for `envelope`.
+Result<std::string> write_copy(const queue::Spool& spool, const std::string& path, queue::Envelope envelope,
+                               std::string_view prefix = {}) {
+    auto reader = queue::Reader::open(path);
+    if (!reader) return make_error(reader.error());
+    std::string id = queue::new_queue_id();
+    auto writer = queue::Writer::create(spool, queue::Folder::incoming, id);
+    if (!writer) return make_error(writer.error());
+    if (!prefix.empty()) {
+        if (Status s = writer->append(prefix); !s) return make_error(s.error());
+    }
+    Status copied;
+    if (Status s = reader->read_message([&](std::string_view chunk) {
+            copied = writer->append(chunk);
+            return bool(copied);
+        });
+        !s)
+        return make_error(s.error());
+    if (!copied) return make_error(copied.error());
+    if (Status s = writer->commit(std::move(envelope)); !s) return make_error(s.error());
+    return id;
+}
+
+Result<std::string> write_report(const RecordPlan& plan, const std::vector<ReportedRecipient>& recipients) {
+    auto reader = queue::Reader::open(plan.path);
+    if (!reader) return make_error(reader.error());
+    ReportInput input;
+    input.hostname = plan.settings.hostname;
+    input.queue_id = plan.id;
+    input.report_id = queue::new_queue_id();
+    input.envelope = plan.envelope;
+    input.recipients = recipients;
+    input.now = static_cast<std::time_t>(now_seconds());
+    if (returned_part(plan.envelope.ret, reader->message_size(), plan.settings.bounce_full_limit) == Returned::full) {
+        auto message = reader->message(plan.settings.bounce_full_limit);
+        if (!message) return make_error(message.error());
+        input.original = std::move(*message);
+        input.original_is_complete = true;
+    } else {
+        auto prefix = reader->message_prefix(64 * 1024);
+        if (!prefix) return make_error(prefix.error());
+        input.original = prefix->substr(0, message::header_length(*prefix));
+        input.original_is_complete = false;
+    }
+    std::string text = compose_report(input);
+
+    queue::Envelope envelope;
+    envelope.sender = "";  // RFC 5321 §4.5.5: reports use the null reverse-path
+    envelope.recipients = {{plan.envelope.sender, "", queue::notify_never}};
+    envelope.arrival_time = now_seconds();
+    envelope.body = plan.envelope.body == queue::BodyType::seven_bit ? queue::BodyType::seven_bit
+                                                                      : queue::BodyType::eight_bit_mime;
+    envelope.client_address = "local";
+    envelope.protocol = "local";
+    auto writer = queue::Writer::create(plan.spool, queue::Folder::incoming, input.report_id);
+    if (!writer) return make_error(writer.error());
+    if (Status s = writer->append(text); !s) return make_error(s.error());
+    if (Status s = writer->commit(std::move(envelope)); !s) return make_error(s.error());
+    return input.report_id;
+}
+
+RecordResult carry_out(RecordPlan plan) {
+    RecordResult result;
+    int64_t now = now_seconds();
+
+    // Alias expansions become new messages (they "re-enter the queue").
+    for (auto& [index, targets] : plan.expansions) {
+        const queue::Recipient& original = plan.envelope.recipients[index];
+        queue::Envelope envelope = plan.envelope;
+        envelope.recipients.clear();
+        for (const std::string& target : targets)
+            envelope.recipients.push_back(
+                {target, original.orcpt.empty() ? "rfc822;" + original.address : original.orcpt, original.notify});
+        envelope.arrival_time = now;
+        envelope.expansion_depth = plan.envelope.expansion_depth + 1;
+        auto written = write_copy(plan.spool, plan.path, std::move(envelope));
+        for (auto& [i, status] : plan.outcomes) {
+            if (i != index) continue;
+            if (written) {
+                result.new_files.push_back(*written);
+                status = outcome(RecipientState::expanded, "2.0.0",
+                                 fmt::format("alias expanded to {} target(s), queued as {}", targets.size(), *written));
+            } else {
+                status = outcome(RecipientState::deferred, "4.3.0", "cannot queue the alias expansion: " + written.error());
+            }
+        }
+    }
+
+    queue::StatusLog merged = plan.before;
+    for (const auto& [index, status] : plan.outcomes)
+        if (!is_final(merged.recipients[index].state)) merged.recipients[index] = status;
+
+    // Expiry (like Postfix's maximal_queue_lifetime): what is still deferred
+    // fails for good, with the last reason.
+    int64_t lifetime = plan.envelope.sender.empty() ? plan.settings.bounce_lifetime : plan.settings.queue_lifetime;
+    bool expired = now - plan.envelope.arrival_time >= lifetime;
+    for (size_t i = 0; i < merged.recipients.size(); ++i) {
+        RecipientStatus& status = merged.recipients[i];
+        if (is_final(status.state)) continue;
+        if (!expired) continue;
+        status = outcome(RecipientState::bounced, "4.4.7",
+                         fmt::format("message expired after {} day(s) in the queue{}{}", lifetime / 86400,
+                                     status.reason.empty() ? "" : ": ", status.reason));
+        bool listed = false;
+        for (auto& [index, logged] : plan.outcomes)
+            if (index == i) logged = status, listed = true;
+        if (!listed) plan.outcomes.emplace_back(i, status);
+    }
+
+    std::string lines;
+    for (const auto& [index, status] : plan.outcomes) lines += queue::format_recipient_line(index, status);
+    result.outcomes = plan.outcomes;
+
+    if (merged.all_done()) {
+        std::vector<ReportedRecipient> reported;
+        for (size_t i = 0; i < merged.recipients.size(); ++i) {
+            const RecipientStatus& status = merged.recipients[i];
+            const queue::Recipient& recipient = plan.envelope.recipients[i];
+            if (status.state == RecipientState::bounced && wants_failure_report(recipient.notify))
+                reported.push_back({recipient.address, recipient.orcpt, false, status.dsn, status.reason});
+            else if (status.state == RecipientState::sent && wants_success_report(recipient.notify))
+                reported.push_back({recipient.address, recipient.orcpt, true, "2.0.0", status.reason});
+        }
+        if (!reported.empty() && !plan.before.bounce_queued) {
+            if (plan.envelope.sender.empty()) {
+                // Never a report about a report (RFC 5321 §4.5.5).
+                result.report_discarded = true;
+            } else {
+                auto report = write_report(plan, reported);
+                if (!report) {
+                    // Keep the message: the report is retried on the next pass.
+                    result.error = "cannot queue the delivery status notification: " + report.error();
+                } else {
+                    result.report_id = *report;
+                    result.new_files.push_back(*report);
+                    lines += "b\n";
+                }
+            }
+        }
+        if (result.error.empty()) {
+            if (Status s = queue::append_status_log(plan.spool, plan.id, lines); !s) {
+                log::warning("{}: {}", plan.id, s.error());
+            }
+            if (unlink(plan.path.c_str()) != 0) {
+                result.error = fmt::format("cannot remove {}: {}", plan.path, system::errno_text(errno));
+                return result;
+            }
+            unlink(plan.spool.log_path(plan.id).c_str());
+            result.disposition = RecordResult::Disposition::removed;
+            return result;
+        }
+    }
+
+    int64_t age = std::max<int64_t>(0, now - plan.envelope.arrival_time);
+    result.next_attempt = now + backoff_seconds(age, plan.settings.minimal_backoff, plan.settings.maximal_backoff);
+    lines += fmt::format("n {}\n", result.next_attempt);
+    if (Status s = queue::append_status_log(plan.spool, plan.id, lines); !s) {
+        // Outcomes not logged are tried again: at worst a duplicate.
+        log::error("{}: {}", plan.id, s.error());
+    }
+    std::string target = plan.spool.file_path(queue::Folder::deferred, plan.id);
+    if (rename(plan.path.c_str(), target.c_str()) != 0) {
+        result.error = fmt::format("cannot move to deferred: {}", system::errno_text(errno));
+        return result;
+    }
+    result.disposition = RecordResult::Disposition::deferred;
+    return result;
+}
+
+}  // namespace
+
+void QueueManager::route(const std::shared_ptr<Job>& job) {
+    const queue::Envelope& envelope = job->envelope;
+    for (size_t i = 0; i < envelope.recipients.size(); ++i) {
+        if (is_final(job->status.recipients[i].state)) continue;
+        Attempt attempt;
+        attempt.index = i;
+        const std::string& address = envelope.recipients[i].address;
+        if (!address.empty() && address.front() == '|') {
+            // Only alias expansions (written by qmgr) hold pipe targets.
+            attempt.kind = Attempt::Kind::pipe;
+            attempt.target.recipient = address;
+            attempt.target.kind = delivery::Kind::pipe;
+            attempt.target.command = address.substr(1);
+            attempt.target.alias = envelope.recipients[i].orcpt;
+        } else if (!address.empty() && address.front() == '/') {
+            attempt.kind = Attempt::Kind::done;
+            attempt.outcome = outcome(RecipientState::bounced, "5.3.0", "delivery to files is not supported; use a |command");
+        }
+        job->attempts.push_back(std::move(attempt));
+    }
+    for (size_t a = 0; a < job->attempts.size(); ++a) {
+        if (job->attempts[a].kind != Attempt::Kind::lookup) continue;
+        ++job->lookups_outstanding;
+        const std::string& address = envelope.recipients[job->attempts[a].index].address;
+        authd_.resolve(address, [this, job, a, alive = alive_](Result<auth_lookup::Resolution> resolution) {
+            if (!*alive) return;
+            Attempt& attempt = job->attempts[a];
+            const std::string& address = job->envelope.recipients[attempt.index].address;
+            if (!resolution) {
+                attempt.kind = Attempt::Kind::done;
+                attempt.outcome = outcome(RecipientState::deferred, "4.3.0", "directory lookup failed: " + resolution.error());
+            } else {
+                switch (resolution->kind) {
+                case auth_lookup::RecipientKind::local_user: {
+                    const auth_lookup::UserInfo& user = *resolution->user;
+                    attempt.kind = Attempt::Kind::mailbox;
+                    attempt.target.recipient = address;
+                    attempt.target.kind = delivery::Kind::mailbox;
+                    attempt.target.user = user.address;
+                    attempt.target.mail_path = user.mail_path;
+                    attempt.target.format = user.format;
+                    attempt.target.quota_bytes = user.quota_bytes;
+                    break;
+                }
+                case auth_lookup::RecipientKind::alias:
+                    if (job->envelope.expansion_depth >= settings_.max_expansion_depth) {
+                        attempt.kind = Attempt::Kind::done;
+                        attempt.outcome = outcome(RecipientState::bounced, "5.4.6",
+                                                  "mail forwarding loop: alias expansion nested too deep");
+                    } else if (resolution->targets.empty()) {
+                        attempt.kind = Attempt::Kind::done;
+                        attempt.outcome = outcome(RecipientState::bounced, "5.1.1", "alias has no targets");
+                    } else {
+                        attempt.kind = Attempt::Kind::expand;
+                        attempt.expansion = resolution->targets;
+                    }
+                    break;
+                case auth_lookup::RecipientKind::unknown_local:
+                    attempt.kind = Attempt::Kind::done;
+                    attempt.outcome = outcome(RecipientState::bounced, "5.1.1", "user unknown");
+                    break;
+                case auth_lookup::RecipientKind::remote:
+                    attempt.kind = Attempt::Kind::done;
+                    attempt.outcome = outcome(RecipientState::deferred, "4.4.1",
+                                              "remote delivery is not available: relayd is not part of this installation yet");
+                    break;
+                }
+            }
+            if (--job->lookups_outstanding == 0) resolved(job);
+        });
+    }
+    if (job->lookups_outstanding == 0) resolved(job);
+}
+
+void QueueManager::resolved(const std::shared_ptr<Job>& job) { deliver(job); }
+
+void QueueManager::deliver(const std::shared_ptr<Job>& job) {
+    delivery::Request request;
+    request.queue_id = job->id;
+    request.queue_file = job->path;
+    request.sender = job->envelope.sender;
+    std::vector<size_t> sent_attempts;
+    for (size_t a = 0; a < job->attempts.size(); ++a) {
+        const Attempt& attempt = job->attempts[a];
+        if (attempt.kind != Attempt::Kind::mailbox && attempt.kind != Attempt::Kind::pipe) continue;
+        request.targets.push_back(attempt.target);
+        sent_attempts.push_back(a);
+    }
+    if (request.targets.empty()) {
+        record(job);
+        return;
+    }
+    deliverd_.call(delivery::encode_request(request), [this, job, sent_attempts, alive = alive_](Result<ipc::Frame> reply) {
+        if (!*alive) return;
+        Result<std::vector<delivery::TargetResult>> results =
+            reply ? delivery::decode_reply(*reply, sent_attempts.size())
+                  : Result<std::vector<delivery::TargetResult>>(make_error(reply.error()));
+        for (size_t k = 0; k < sent_attempts.size(); ++k) {
+            Attempt& attempt = job->attempts[sent_attempts[k]];
+            if (!results) {
+                attempt.outcome = outcome(RecipientState::deferred, "4.3.0", "deliverd: " + results.error());
+                continue;
+            }
+            const delivery::TargetResult& result = (*results)[k];
+            RecipientState state = result.outcome == delivery::Outcome::sent      ? RecipientState::sent
+                                   : result.outcome == delivery::Outcome::bounced ? RecipientState::bounced
+                                                                                  : RecipientState::deferred;
+            attempt.outcome = outcome(state, result.dsn, result.reason);
+        }
+        if (!results) log::warning("{}: delivery deferred: deliverd: {}", job->id, results.error());
+        record(job);
+    });
+}
+
+void QueueManager::record(const std::shared_ptr<Job>& job) {
+    RecordPlan plan;
+    plan.spool = spool_;
+    plan.settings = settings_;
+    plan.id = job->id;
+    plan.path = job->path;
+    plan.envelope = job->envelope;
+    plan.before = job->status;
+    for (const Attempt& attempt : job->attempts) {
+        if (attempt.kind == Attempt::Kind::expand) {
+            plan.expansions.emplace_back(attempt.index, attempt.expansion);
+            plan.outcomes.emplace_back(attempt.index, RecipientStatus{});
+        } else {
+            plan.outcomes.emplace_back(attempt.index, attempt.outcome);
+        }
+    }
+    // Outcomes qmgr decided itself are logged here; deliverd logs its own.
+    for (const Attempt& attempt : job->attempts) {
+        if (attempt.kind != Attempt::Kind::done) continue;
+        log::info("{}: to=<{}>, relay=none, dsn={}, status={} ({})", job->id,
+                  log::printable(job->envelope.recipients[attempt.index].address), attempt.outcome.dsn,
+                  queue::recipient_state_name(attempt.outcome.state), log::printable(attempt.outcome.reason));
+    }
+    pool_.submit<RecordResult>([plan = std::move(plan)]() mutable { return carry_out(std::move(plan)); },
+                               [this, job, alive = alive_](RecordResult result) {
+                                   if (!*alive) return;
+                                   for (const auto& [index, status] : result.outcomes) {
+                                       if (status.state == RecipientState::expanded ||
+                                           status.dsn == "4.4.7")
+                                           log::info("{}: to=<{}>, relay=none, dsn={}, status={} ({})", job->id,
+                                                     log::printable(job->envelope.recipients[index].address), status.dsn,
+                                                     queue::recipient_state_name(status.state),
+                                                     log::printable(status.reason));
+                                   }
+                                   if (!result.report_id.empty())
+                                       log::info("{}: sender delivery status notification: {}", job->id, result.report_id);
+                                   if (result.report_discarded)
+                                       log::info("{}: undeliverable message with the null sender discarded", job->id);
+                                   Pending pending = Pending::none;
+                                   if (auto it = in_flight_.find(job->id); it != in_flight_.end()) pending = it->second;
+                                   switch (result.disposition) {
+                                   case RecordResult::Disposition::removed:
+                                       log::info("{}: removed", job->id);
+                                       break;
+                                   case RecordResult::Disposition::deferred:
+                                       if (pending == Pending::remove) {
+                                           unlink(spool_.file_path(queue::Folder::deferred, job->id).c_str());
+                                           unlink(spool_.log_path(job->id).c_str());
+                                           log::info("{}: removed by the administrator", job->id);
+                                       } else if (pending == Pending::hold) {
+                                           if (Status s = spool_.move(job->id, queue::Folder::deferred, queue::Folder::hold); s)
+                                               waiting_[job->id] = Entry{queue::Folder::hold, 0};
+                                           log::info("{}: put on hold by the administrator", job->id);
+                                       } else {
+                                           schedule_deferred(job->id, result.next_attempt);
+                                       }
+                                       break;
+                                   case RecordResult::Disposition::failed:
+                                       // Left in active/: picked up again after a restart; retry
+                                       // here after the minimal backoff via deferred/.
+                                       log::error("{}: {}", job->id, result.error);
+                                       if (Status s = spool_.move(job->id, queue::Folder::active, queue::Folder::deferred); s)
+                                           schedule_deferred(job->id, now_seconds() + settings_.minimal_backoff);
+                                       break;
+                                   }
+                                   if (!result.new_files.empty()) incoming_dirty_ = true;
+                                   finished(job->id);
+                               });
+}
+
+void QueueManager::convert_maildrop(const std::string& id) {
+    in_flight_[id] = Pending::none;
+    struct Conversion {
+        bool ok = false;
+        std::string error;
+    };
+    pool_.submit<Conversion>(
+        [spool = spool_, id, limit = settings_.message_size_limit, hostname = settings_.hostname]() -> Conversion {
+            Conversion result;
+            std::string path = spool.file_path(queue::Folder::maildrop, id);
+            struct stat info {};
+            if (lstat(path.c_str(), &info) != 0) {
+                result.error = "vanished";
+                return result;
+            }
+            auto reader = queue::Reader::open(path);
+            std::string problem;
+            queue::Envelope envelope;
+            if (!reader) {
+                problem = reader.error();
+            } else {
+                envelope = reader->envelope();
+                // What a local user wrote is checked like SMTP input: the
+                // file's owner is who sent it, recipients are addresses.
+                if (envelope.submitter_uid != static_cast<int64_t>(info.st_uid))
+                    problem = fmt::format("submitter uid {} does not own the file (uid {})", envelope.submitter_uid,
+                                          info.st_uid);
+                if (reader->message_size() > limit) problem = "message larger than message_size_limit";
+                for (const queue::Recipient& recipient : envelope.recipients) {
+                    auto path = address::parse_path("<" + recipient.address + ">", {false, true, true});
+                    if (!path || path->domain.empty()) problem = "bad recipient " + log::printable(recipient.address);
+                }
+                if (!envelope.sender.empty()) {
+                    auto sender = address::parse_path("<" + envelope.sender + ">", {false, true, false});
+                    if (!sender) problem = "bad sender " + log::printable(envelope.sender);
+                }
+            }
+            if (!problem.empty()) {
+                result.error = problem;
+                if (Status s = spool.move(id, queue::Folder::maildrop, queue::Folder::corrupt); !s) {
+                    log::error("{}: {}", id, s.error());
+                    unlink(path.c_str());
+                }
+                return result;
+            }
+            envelope.protocol = "local";
+            envelope.client_address = "local";
+            envelope.expansion_depth = 0;
+            envelope.arrival_time = envelope.arrival_time > 0 ? envelope.arrival_time : static_cast<int64_t>(time(nullptr));
+            auto writer = queue::Writer::create(spool, queue::Folder::incoming, id);
+            if (!writer) {
+                result.error = writer.error();
+                return result;
+            }
+            Status copied;
+            if (Status s = reader->read_message([&](std::string_view chunk) {
+                    copied = writer->append(chunk);
+                    return bool(copied);
+                });
+                !s || !copied) {
+                result.error = !s ? s.error() : copied.error();
+                return result;
+            }
+            if (Status s = writer->commit(std::move(envelope)); !s) {
+                result.error = s.error();
+                return result;
+            }
+            // The copy in incoming/ is durable: the drop can go.
+            unlink(path.c_str());
+            result.ok = true;
+            return result;
+        },
+        [this, id, alive = alive_](Conversion result) {
+            if (!*alive) return;
+            if (result.ok) {
+                log::info("{}: picked up from maildrop", id);
+                incoming_dirty_ = true;
+            } else if (result.error != "vanished") {
+                log::warning("{}: maildrop file refused: {}", id, result.error);
+            }
+            finished(id);
+        });
+}
+
+}  // namespace facteur::qmgr
