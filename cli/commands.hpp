@@ -12,5 +12,6 @@ void register_domain_commands(CLI::App& app, Context& context);
 void register_user_commands(CLI::App& app, Context& context);
 void register_alias_commands(CLI::App& app, Context& context);
 void register_config_commands(CLI::App& app, Context& context);
+void register_queue_commands(CLI::App& app, Context& context);  // list show flush hold release delete requeue
 
 }  // namespace facteur::cli

@@ -33,6 +33,7 @@ int main(int argc, char** argv) {
     cli::register_user_commands(app, context);
     cli::register_alias_commands(app, context);
     cli::register_config_commands(app, context);
+    cli::register_queue_commands(app, context);
 
     try {
         app.parse(argc, argv);

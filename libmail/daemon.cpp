@@ -11,6 +11,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "libmail/address.hpp"
 #include "libmail/log.hpp"
 #include "libmail/paths.hpp"
 
@@ -110,6 +111,20 @@ Startup start(std::string_view ident, int argc, char** argv) {
     if (!sockets) fail(ident, sockets.error());
     startup.sockets = std::move(sockets).value();
     return startup;
+}
+
+Result<std::string> host_name(const config::Config& config) {
+    std::string name = config.string("myhostname");
+    if (name.empty()) {
+        char buffer[256] = {};
+        if (gethostname(buffer, sizeof buffer - 1) != 0)
+            return make_error(fmt::format("cannot find the host name: {}", strerror(errno)));
+        name = buffer;
+    }
+    if (!address::is_valid_domain(name, false))
+        return make_error(fmt::format("host name '{}' is not a valid domain name: set myhostname in facteur.conf",
+                                      log::printable(name)));
+    return name;
 }
 
 }  // namespace facteur::daemon

@@ -48,6 +48,11 @@ struct Startup {
 // go on (bad config, missing sockets) prints one line and exits 1 (CONVENTIONS).
 Startup start(std::string_view ident, int argc, char** argv);
 
+// This host's name for greetings, Received headers, Message-IDs and
+// reports: myhostname, or the system's host name when that is empty. An
+// error when the result is not a valid domain name (set myhostname then).
+Result<std::string> host_name(const config::Config& config);
+
 // log_target/log_level from the configuration; exits on bad values.
 void init_logging(std::string_view ident, const config::Config& config);
 

@@ -18,6 +18,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -180,6 +181,33 @@ void Connection::finish(CloseReason reason) {
     if (closed_) return;
     closed_ = true;
     if (bev_ != nullptr) {
+        // After STARTTLS, bev_ is an OpenSSL filter: "drained" means its
+        // output was encrypted into the socket bufferevent below, which may
+        // not have written it yet. A graceful close pushes that last bit
+        // (typically the final reply) to the kernel before freeing; what
+        // does not fit in the socket buffer is dropped with the connection.
+        if (closing_after_write_ && reason == drain_reason_) {
+            if (bufferevent* below = bufferevent_get_underlying(bev_)) {
+                // Encrypt whatever the filter still holds into the layer below.
+                bufferevent_flush(bev_, EV_WRITE, BEV_FLUSH);
+                // The bufferevent keeps its output's start frozen (no
+                // evbuffer_write or copyout): read it in place with peek.
+                evbuffer* pending = bufferevent_get_output(below);
+                evbuffer_iovec chunks[16];
+                int count = evbuffer_peek(pending, -1, nullptr, chunks, 16);
+                for (int i = 0; i < std::min(count, 16); ++i) {
+                    const char* data = static_cast<const char*>(chunks[i].iov_base);
+                    size_t left = chunks[i].iov_len;
+                    while (left > 0) {
+                        ssize_t n = ::send(fd_, data, left, MSG_NOSIGNAL | MSG_DONTWAIT);
+                        if (n <= 0) break;
+                        data += n;
+                        left -= static_cast<size_t>(n);
+                    }
+                    if (left > 0) break;
+                }
+            }
+        }
         bufferevent_disable(bev_, EV_READ | EV_WRITE);
         bufferevent_setcb(bev_, nullptr, nullptr, nullptr, nullptr);
         bufferevent_free(bev_);

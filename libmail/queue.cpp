@@ -482,10 +482,17 @@ Status Writer::commit(Envelope envelope) {
     if (rename(tmp_path_.c_str(), target.c_str()) != 0)
         return make_error(fmt::format("cannot rename {} to {}: {}", tmp_path_, target, system::errno_text(errno)));
     committed_ = true;
-    fd_.reset();
     tmp_path_.clear();
     // DESIGN §3: the message is ours only once the rename is durable.
-    return system::fsync_directory(system::parent_directory(target));
+    Status synced = system::fsync_directory(system::parent_directory(target));
+    if (!synced && destination_ == Folder::maildrop) {
+        // maildrop/ is 1733: sendmail's user may create files there but not
+        // open the folder to fsync it. syncfs(2) on the file's own
+        // descriptor makes the rename durable without that access.
+        if (syncfs(fd_.get()) == 0) synced = {};
+    }
+    fd_.reset();
+    return synced;
 }
 
 // ---------------------------------------------------------------------------

@@ -24,17 +24,11 @@ namespace {
     std::exit(1);
 }
 
-std::string host_name(const config::Config& config) {
-    std::string name = config.string("myhostname");
-    if (!name.empty()) return name;
-    char buffer[256] = {};
-    if (gethostname(buffer, sizeof buffer - 1) != 0 || buffer[0] == '\0') return "localhost";
-    return buffer;
-}
-
 qmgr::Settings settings_from(const config::Config& config) {
     qmgr::Settings settings;
-    settings.hostname = host_name(config);
+    auto hostname = daemon::host_name(config);
+    if (!hostname) fail(hostname.error());
+    settings.hostname = *hostname;
     settings.scan_interval = config.duration("qmgr", "scan_interval");
     auto seconds = [&](std::string_view name) {
         return static_cast<int64_t>(config.duration("qmgr", name).count() / 1000);

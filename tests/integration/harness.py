@@ -348,7 +348,8 @@ class MailInstance(Instance):
 tls_cert_file = {self.cert}
 tls_key_file = {self.key}
 {global_config}"""
-        mail_sections = f"""{smtpd_config}
+        mail_sections = f"""[smtpd]
+{smtpd_config}
 [submission]
 enabled = yes
 listen = 127.0.0.1:{self.submission_port}
