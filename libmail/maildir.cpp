@@ -94,17 +94,6 @@ Result<uint64_t> folder_usage(const std::string& folder) {
     return total;
 }
 
-int write_all(int fd, std::string_view data) {
-    while (!data.empty()) {
-        ssize_t n = ::write(fd, data.data(), data.size());
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            return errno;
-        }
-        data.remove_prefix(static_cast<size_t>(n));
-    }
-    return 0;
-}
 
 }  // namespace
 
@@ -234,7 +223,7 @@ WriteOutcome deliver_to_maildir(const std::string& directory, std::string_view h
     uint64_t size = 0, newlines = 0;
     int write_error = 0;
     Status read = source([&](std::string_view chunk) {
-        if (int error = write_all(fd.get(), chunk); error != 0) {
+        if (int error = system::write_all(fd.get(), chunk); error != 0) {
             write_error = error;
             return false;
         }

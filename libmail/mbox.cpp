@@ -20,17 +20,6 @@ namespace {
 
 constexpr std::string_view kFrom = "From ";
 
-int write_all(int fd, std::string_view data) {
-    while (!data.empty()) {
-        ssize_t n = ::write(fd, data.data(), data.size());
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            return errno;
-        }
-        data.remove_prefix(static_cast<size_t>(n));
-    }
-    return 0;
-}
 
 using Clock = std::chrono::steady_clock;
 
@@ -44,7 +33,7 @@ Status take_dotlock(const std::string& lock_path, const LockSettings& settings, 
             // The pid helps an admin who finds a stale lock; its write
             // failing does not make the lock less held.
             std::string pid = fmt::format("{}\n", getpid());
-            (void)write_all(fd.get(), pid);
+            (void)system::write_all(fd.get(), pid);
             return {};
         }
         if (errno != EEXIST) {
@@ -232,7 +221,7 @@ WriteOutcome deliver_to_mbox(const std::string& path, std::string_view sender, s
     char last = '\n';
     auto put = [&](std::string_view data) {
         if (data.empty()) return true;
-        if (int error = write_all(fd.get(), data); error != 0) {
+        if (int error = system::write_all(fd.get(), data); error != 0) {
             write_error = error;
             return false;
         }

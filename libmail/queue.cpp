@@ -40,14 +40,7 @@ int digit_value(char c) {
 }
 
 Status write_all(int fd, std::string_view data) {
-    while (!data.empty()) {
-        ssize_t n = ::write(fd, data.data(), data.size());
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            return make_error(system::errno_text(errno));
-        }
-        data.remove_prefix(static_cast<size_t>(n));
-    }
+    if (int error = system::write_all(fd, data); error != 0) return make_error(system::errno_text(error));
     return {};
 }
 

@@ -109,6 +109,18 @@ Status fsync_directory(const std::string& path) {
     return {};
 }
 
+int write_all(int fd, std::string_view data) {
+    while (!data.empty()) {
+        ssize_t n = ::write(fd, data.data(), data.size());
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return errno;
+        }
+        data.remove_prefix(static_cast<size_t>(n));
+    }
+    return 0;
+}
+
 Status write_file_atomically(const std::string& path, std::string_view content, mode_t mode) {
     std::string temporary = fmt::format("{}.tmp.{}", path, getpid());
     int fd = open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);

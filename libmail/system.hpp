@@ -33,6 +33,9 @@ Status ensure_directory(const std::string& path, mode_t mode, std::optional<Acco
 // fsync a directory so a rename or unlink inside it is durable (DESIGN §3).
 Status fsync_directory(const std::string& path);
 
+// write(2) until all of `data` is written (EINTR retried); 0 or the errno.
+int write_all(int fd, std::string_view data);
+
 // Writes `content` to `path` via a temporary file, fsync and rename.
 Status write_file_atomically(const std::string& path, std::string_view content, mode_t mode);
 

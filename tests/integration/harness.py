@@ -156,6 +156,71 @@ class DovecotAuthClient:
         self.sock.close()
 
 
+class RawSMTP:
+    """A raw SMTP client: bytes out, whole (multi-line) replies in. Takes a
+    port on 127.0.0.1 or an already connected (maybe TLS) socket."""
+
+    def __init__(self, port_or_socket, timeout=10):
+        if isinstance(port_or_socket, int):
+            self.sock = socket.create_connection(("127.0.0.1", port_or_socket), timeout=timeout)
+        else:
+            self.sock = port_or_socket
+        self.buffer = b""
+
+    def send(self, data):
+        self.sock.sendall(data if isinstance(data, bytes) else data.encode())
+
+    def line(self):
+        while b"\r\n" not in self.buffer:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("closed; buffered %r" % self.buffer)
+            self.buffer += chunk
+        line, self.buffer = self.buffer.split(b"\r\n", 1)
+        return line.decode(errors="replace")
+
+    def reply(self):
+        """Every line of the next reply."""
+        lines = [self.line()]
+        while len(lines[-1]) > 3 and lines[-1][3] == "-":
+            lines.append(self.line())
+        return lines
+
+    def code(self):
+        """The last line of the next reply: "250 2.1.0 Ok"."""
+        return self.reply()[-1]
+
+    def cmd(self, line):
+        self.send(line + "\r\n")
+        return self.code()
+
+    def closed(self, timeout=5):
+        """True when the server closes the connection (after its output)."""
+        self.sock.settimeout(timeout)
+        try:
+            while True:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    return True
+                self.buffer += chunk
+        except (ConnectionResetError, BrokenPipeError):
+            return True
+        except socket.timeout:
+            return False
+
+    def close(self):
+        self.sock.close()
+
+
+def tls_context():
+    """A client TLS context for the test instances' self-signed certificate."""
+    import ssl
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
 def free_port():
     """A TCP port free on 127.0.0.1 right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:

@@ -10,14 +10,13 @@ import re
 import shutil
 import signal
 import smtplib
-import ssl
 import stat
 import subprocess
 import tempfile
 import threading
 import time
 
-from harness import BIN, MailInstance, check, fail, wait_for
+from harness import BIN, MailInstance, check, fail, tls_context, wait_for
 
 TRACE = re.compile(
     rb"^Return-Path: <(?P<sender>[^>]*)>\n"
@@ -34,13 +33,6 @@ def split_trace(data):
     if not match:
         fail("delivered file does not start with the expected trace headers:\n" + data[:600].decode(errors="replace"))
     return match, data[match.end():]
-
-
-def tls_context():
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    return context
 
 
 def test_plain_smtp_byte_for_byte(instance):

@@ -17,44 +17,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 import harness  # noqa: E402
-from harness import check, wait_for  # noqa: E402
-
-
-class Raw:
-    def __init__(self, port, timeout=10):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-        self.buffer = b""
-
-    def line(self):
-        while b"\r\n" not in self.buffer:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise ConnectionError("closed; buffered %r" % self.buffer)
-            self.buffer += chunk
-        line, self.buffer = self.buffer.split(b"\r\n", 1)
-        return line.decode(errors="replace")
-
-    def reply(self):
-        lines = [self.line()]
-        while len(lines[-1]) > 3 and lines[-1][3] == "-":
-            lines.append(self.line())
-        return lines[-1]
-
-    def cmd(self, line):
-        self.sock.sendall(line.encode() + b"\r\n")
-        return self.reply()
-
-    def closed(self, timeout=5):
-        self.sock.settimeout(timeout)
-        try:
-            while True:
-                chunk = self.sock.recv(65536)
-                if not chunk:
-                    return True
-        except (ConnectionResetError, BrokenPipeError):
-            return True
-        except socket.timeout:
-            return False
+from harness import RawSMTP as Raw, check, wait_for  # noqa: E402
 
 
 class Standalone:
@@ -131,7 +94,7 @@ def main():
         port = server.port
 
         raw = Raw(port)
-        check(raw.reply().startswith("220 mx.example.test ESMTP facteur"), "greeting")
+        check(raw.code().startswith("220 mx.example.test ESMTP facteur"), "greeting")
         raw.cmd("EHLO client.test")
         check(raw.cmd("MAIL FROM:<a@remote.test>").startswith("250"), "MAIL")
         check(raw.cmd("RCPT TO:<bob@example.test>").startswith("451 4.3.0"), "authd unreachable: 451 4.3.0")
@@ -139,42 +102,42 @@ def main():
 
         # error_limit = 3: the third error closes with 421 4.7.0.
         errors = Raw(port)
-        errors.reply()
+        errors.code()
         check(errors.cmd("BOGUS1").startswith("500 5.5.2"), "first error")
         check(errors.cmd("BOGUS2").startswith("500 5.5.2"), "second error")
         check(errors.cmd("BOGUS3").startswith("500 5.5.2"), "third error replied")
-        check(errors.reply() == "421 4.7.0 mx.example.test Error: too many errors", "then 421 4.7.0")
+        check(errors.code() == "421 4.7.0 mx.example.test Error: too many errors", "then 421 4.7.0")
         check(errors.closed(), "and the connection closed")
 
         # client_connection_limit = 3 per IP (raw is still open).
         extra = [Raw(port), Raw(port)]
         for client in extra:
-            check(client.reply().startswith("220"), "connection within the per-IP limit")
+            check(client.code().startswith("220"), "connection within the per-IP limit")
         over = Raw(port)
-        check(over.reply().startswith("421 4.7.0"), "connection over client_connection_limit: 421 4.7.0")
+        check(over.code().startswith("421 4.7.0"), "connection over client_connection_limit: 421 4.7.0")
         check(over.closed(), "and closed")
 
         # idle_timeout = 2s.
         started_at = time.monotonic()
-        check(raw.reply() == "421 4.4.2 mx.example.test Error: timeout exceeded", "idle client: 421 4.4.2")
+        check(raw.code() == "421 4.4.2 mx.example.test Error: timeout exceeded", "idle client: 421 4.4.2")
         check(raw.closed() and time.monotonic() - started_at < 10, "closed after the idle timeout")
         for client in extra:
-            client.reply()
+            client.code()
         check(wait_for(lambda: server.log().count("disconnect from") >= 4, 10), "sessions gone")
 
         # A half-closed client is cleaned up (its pending reply still goes out).
         half = Raw(port)
-        half.reply()
+        half.code()
         half.sock.sendall(b"NOOP\r\n")
         half.sock.shutdown(socket.SHUT_WR)
-        check(half.reply().startswith("250"), "reply to a half-closed client")
+        check(half.code().startswith("250"), "reply to a half-closed client")
         check(half.closed(), "half-closed session cleaned up")
 
         # SIGTERM: open sessions get 421 4.3.2, the process exits 0.
         open_session = Raw(port)
-        open_session.reply()
+        open_session.code()
         server.process.send_signal(signal.SIGTERM)
-        check(open_session.reply().startswith("421 4.3.2"), "SIGTERM: 421 4.3.2 to open sessions")
+        check(open_session.code().startswith("421 4.3.2"), "SIGTERM: 421 4.3.2 to open sessions")
         check(server.process.wait(20) == 0, "SIGTERM: exit 0")
         check("AddressSanitizer" not in server.log() and "runtime error:" not in server.log(),
               "no sanitizer report (leaks included) from the standalone smtpd")
@@ -184,7 +147,7 @@ def main():
                                   sections="enabled = no\n[deliverd]\nenabled = no") as inst:
             inst.start(wait_services=("authd", "smtpd", "submission"))
             raw = Raw(inst.smtp_port)
-            raw.reply()
+            raw.code()
             raw.cmd("EHLO trusted.test")
             raw.cmd("MAIL FROM:<a@example.test>")
             check(raw.cmd("RCPT TO:<far@remote.test>").startswith("250 2.1.5"),

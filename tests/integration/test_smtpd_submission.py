@@ -10,7 +10,6 @@ import os
 import shutil
 import smtplib
 import socket
-import ssl
 import struct
 import subprocess
 import sys
@@ -18,42 +17,7 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(__file__))
 import harness  # noqa: E402
-from harness import check, wait_for  # noqa: E402
-
-
-def tls_context():
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    return context
-
-
-class Raw:
-    def __init__(self, sock):
-        self.sock = sock
-        self.buffer = b""
-
-    def send(self, data):
-        self.sock.sendall(data if isinstance(data, bytes) else data.encode())
-
-    def line(self):
-        while b"\r\n" not in self.buffer:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise ConnectionError("closed; buffered %r" % self.buffer)
-            self.buffer += chunk
-        line, self.buffer = self.buffer.split(b"\r\n", 1)
-        return line.decode(errors="replace")
-
-    def reply(self):
-        lines = [self.line()]
-        while len(lines[-1]) > 3 and lines[-1][3] == "-":
-            lines.append(self.line())
-        return lines
-
-    def cmd(self, line):
-        self.send(line + "\r\n")
-        return self.reply()[-1]
+from harness import RawSMTP as Raw, check, tls_context, wait_for  # noqa: E402
 
 
 def read_queue_message(spool, queue_id):
