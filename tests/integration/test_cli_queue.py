@@ -170,7 +170,9 @@ def test_local_delivery(instance):
 
 
 def main():
-    with MailInstance() as instance:
+    # Deferred mail must stay deferred while the listing is checked: no
+    # retry (which moves it to active/) during the test.
+    with MailInstance(sections="[qmgr]\nminimal_backoff_time = 1h\nmaximal_backoff_time = 2h\n") as instance:
         test_not_running(instance)
         instance.start()
         test_usage(instance)
