@@ -58,9 +58,10 @@ int main(int argc, char** argv) {
     facteur::event::WorkerPool pool(loop, 2);
     auth_lookup::Client authd(loop, config.path("auth_lookup_socket"), std::chrono::seconds(30));
     // A delivery may run a pipe command for pipe_timeout, or fsync a large
-    // message: the deadline is generous, a lost deliverd still fails it.
+    // message; past that (plus a minute) the call fails and the message is
+    // deferred, so a deliverd that never answers cannot hold mail for long.
     ipc::AsyncClient deliverd(loop, config.path("deliverd_socket"),
-                              config.duration("deliverd", "pipe_timeout") + std::chrono::minutes(5));
+                              config.duration("deliverd", "pipe_timeout") + std::chrono::minutes(1));
 
     qmgr::QueueManager manager(loop, queue::Spool(config.path("spool_dir")), settings_from(config), authd, deliverd,
                                pool);
