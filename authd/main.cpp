@@ -135,16 +135,7 @@ int main(int argc, char** argv) {
     facteur::event::Signal on_term(loop, SIGTERM, [&loop] { loop.stop(); });
     facteur::event::Signal on_int(loop, SIGINT, [&loop] { loop.stop(); });
     facteur::event::Signal on_hup(loop, SIGHUP, [&] {
-        if (config.file().empty()) {
-            log::warning("reload: running on built-in defaults, no file to re-read");
-            return;
-        }
-        auto fresh = config::Config::load(config.file());
-        if (!fresh) {
-            log::error("reload refused, keeping the running configuration: {}", fresh.error());
-            return;
-        }
-        config = std::move(fresh).value();
+        if (!daemon::reload(config)) return;
         throttle.set_settings(throttle_settings(config));
         load_alias_file(config, database);
         log::info("configuration reloaded from {}", config.file());

@@ -113,6 +113,20 @@ Startup start(std::string_view ident, int argc, char** argv) {
     return startup;
 }
 
+bool reload(config::Config& config) {
+    if (config.file().empty()) {
+        log::warning("reload: running on built-in defaults, no file to re-read");
+        return false;
+    }
+    auto fresh = config::Config::load(config.file());
+    if (!fresh) {
+        log::error("reload refused, keeping the running configuration: {}", fresh.error());
+        return false;
+    }
+    config = std::move(fresh).value();
+    return true;
+}
+
 Result<std::string> host_name(const config::Config& config) {
     std::string name = config.string("myhostname");
     if (name.empty()) {

@@ -53,6 +53,11 @@ Startup start(std::string_view ident, int argc, char** argv);
 // error when the result is not a valid domain name (set myhostname then).
 Result<std::string> host_name(const config::Config& config);
 
+// SIGHUP: re-reads the file `config` came from. On success replaces
+// `config` and returns true; otherwise logs why and keeps it (false). The
+// caller applies the new settings, then logs that the reload is done.
+bool reload(config::Config& config);
+
 // log_target/log_level from the configuration; exits on bad values.
 void init_logging(std::string_view ident, const config::Config& config);
 
