@@ -52,6 +52,29 @@ def encode_frame(attributes):
     return struct.pack(">I", len(body)) + body
 
 
+def parse_frame(data):
+    """An ipc frame (u32 length, version 1, then name/value pairs) that must
+    fill `data` exactly; returns a list of (name, bytes). Values may hold
+    nested frames (queue file envelopes, delivery requests)."""
+    if len(data) < 5:
+        raise ValueError("frame too short")
+    (length,) = struct.unpack(">I", data[:4])
+    if length != len(data) - 4 or data[4] != 1:
+        raise ValueError("bad frame length or version")
+    attributes, position = [], 5
+    while position < len(data):
+        (n,) = struct.unpack(">I", data[position:position + 4])
+        name = data[position + 4:position + 4 + n].decode()
+        position += 4 + n
+        (v,) = struct.unpack(">I", data[position:position + 4])
+        value = data[position + 4:position + 4 + v]
+        if len(value) != v:
+            raise ValueError("truncated attribute")
+        position += 4 + v
+        attributes.append((name, value))
+    return attributes
+
+
 def read_exact(sock, count):
     data = b""
     while len(data) < count:

@@ -18,38 +18,14 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import check, fail, wait_for  # noqa: E402
-
-
-def frame_bytes(attributes):
-    body = bytes([1])
-    for name, value in attributes:
-        name = name.encode() if isinstance(name, str) else name
-        value = value.encode() if isinstance(value, str) else value
-        body += struct.pack(">I", len(name)) + name + struct.pack(">I", len(value)) + value
-    return struct.pack(">I", len(body)) + body
-
-
-def parse_frame(data):
-    (length,) = struct.unpack(">I", data[:4])
-    if length != len(data) - 4 or data[4] != 1:
-        raise ValueError("malformed frame")
-    attributes, position = [], 5
-    while position < len(data):
-        (n,) = struct.unpack(">I", data[position:position + 4])
-        name = data[position + 4:position + 4 + n].decode()
-        position += 4 + n
-        (v,) = struct.unpack(">I", data[position:position + 4])
-        attributes.append((name, data[position + 4:position + 4 + v]))
-        position += 4 + v
-    return attributes
+from harness import check, encode_frame, fail, parse_frame, wait_for  # noqa: E402
 
 
 def call(path, attributes, timeout=30):
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout)
         sock.connect(path)
-        sock.sendall(frame_bytes(attributes))
+        sock.sendall(encode_frame(attributes))
         header = b""
         while len(header) < 4:
             chunk = sock.recv(4 - len(header))
@@ -79,8 +55,8 @@ def record(kind, data):
 
 def write_queue_file(path, queue_id, sender, message):
     # libmail/queue.hpp: V "1", M chunks, E envelope frame, Z total size.
-    rcpt = frame_bytes([("address", "bob@example.test"), ("notify", "0")])
-    envelope = frame_bytes([("queue_id", queue_id), ("sender", sender), ("rcpt", rcpt), ("body", "8bitmime"),
+    rcpt = encode_frame([("address", "bob@example.test"), ("notify", "0")])
+    envelope = encode_frame([("queue_id", queue_id), ("sender", sender), ("rcpt", rcpt), ("body", "8bitmime"),
                             ("arrival", str(int(time.time()))), ("client_address", "127.0.0.1"),
                             ("client_helo", "client.test"), ("protocol", "ESMTP"), ("auth_user", ""),
                             ("submitter_uid", "-1"), ("size", str(len(message)))])
@@ -145,7 +121,7 @@ workers = 2
         mail = os.path.join(top, "data", "mail", "example.test")
 
         def mailbox(user, fmt, quota="0"):
-            return frame_bytes([("recipient", f"{user}@example.test"), ("kind", "mailbox"),
+            return encode_frame([("recipient", f"{user}@example.test"), ("kind", "mailbox"),
                                 ("user", f"{user}@example.test"), ("mail_path", f"{mail}/{user}"),
                                 ("format", fmt), ("quota", quota), ("folder", "")])
 

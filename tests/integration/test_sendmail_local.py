@@ -13,7 +13,7 @@ import struct
 import subprocess
 import tempfile
 
-from harness import BIN, check, fail
+from harness import BIN, check, fail, parse_frame
 
 SENDMAIL = os.path.join(BIN, "sendmail")
 EX_USAGE, EX_DATAERR, EX_NOINPUT, EX_UNAVAILABLE = 64, 65, 66, 69
@@ -25,28 +25,6 @@ QUEUE_ID = re.compile(r"^[0-9A-V]{18}$")
 # data: 'V' "1" first, 'M' message chunks, one 'E' envelope (an ipc frame
 # whose "rcpt" attributes are nested frames), 'Z' the u64 BE message size
 # last, nothing after it.
-def parse_frame(data):
-    """An ipc frame (u32 length, version 1, then name/value pairs) that must
-    fill `data` exactly; returns a list of (name, bytes)."""
-    if len(data) < 5:
-        raise ValueError("frame too short")
-    (length,) = struct.unpack(">I", data[:4])
-    if length != len(data) - 4 or data[4] != 1:
-        raise ValueError("bad frame length or version")
-    attributes, position = [], 5
-    while position < len(data):
-        (n,) = struct.unpack(">I", data[position:position + 4])
-        name = data[position + 4:position + 4 + n].decode()
-        position += 4 + n
-        (v,) = struct.unpack(">I", data[position:position + 4])
-        value = data[position + 4:position + 4 + v]
-        if len(value) != v:
-            raise ValueError("truncated attribute")
-        position += 4 + v
-        attributes.append((name, value))
-    return attributes
-
-
 def read_queue_file(path):
     with open(path, "rb") as f:
         data = f.read()
