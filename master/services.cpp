@@ -96,6 +96,24 @@ Result<std::vector<ServiceSpec>> build_table(const config::Config& config) {
     if (submission.listeners.empty()) submission.enabled = false;
     services.push_back(std::move(submission));
 
+    // pop3d: 110 (STLS when TLS is configured) and 995 only with TLS.
+    ServiceSpec pop3d;
+    pop3d.name = "pop3d";
+    pop3d.program = "pop3d";
+    pop3d.owner_parameter = "vmail_owner";
+    pop3d.enabled = config.boolean("pop3d", "enabled");
+    pop3d.processes = static_cast<int>(config.integer("pop3d", "processes"));
+    auto pop3 = tcp_listeners(config, "pop3d", "listen", "pop3");
+    if (!pop3) return make_error(pop3.error());
+    pop3d.listeners = std::move(*pop3);
+    if (tls_configured(config)) {
+        auto pop3s = tcp_listeners(config, "pop3d", "listen_tls", "pop3s");
+        if (!pop3s) return make_error(pop3s.error());
+        pop3d.listeners.insert(pop3d.listeners.end(), pop3s->begin(), pop3s->end());
+    }
+    if (pop3d.listeners.empty()) pop3d.enabled = false;
+    services.push_back(std::move(pop3d));
+
     return services;
 }
 

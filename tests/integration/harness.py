@@ -288,6 +288,8 @@ failure_lockout_time = 60s
 listen = 127.0.0.1:{self.smtp_port}
 [submission]
 enabled = no
+[pop3d]
+enabled = no
 {sections}
 """)
         self.master = None
@@ -417,11 +419,16 @@ class MailInstance(Instance):
     (address -> password) once start() returned. `sections` adds config
     lines after the generated sections (e.g. "[qmgr]\nscan_interval = 1s")."""
 
-    def __init__(self, users=None, global_config="", sections="", smtpd_config="", submission_config=""):
+    def __init__(self, users=None, global_config="", sections="", smtpd_config="", submission_config="",
+                 pop3=False, pop3_config=""):
         self.users = users if users is not None else {
             "alice@example.test": "alice-secret", "bob@example.test": "bob-secret"}
         self.submission_port = free_port()
         self.submissions_port = free_port()
+        # pop3d (pop3=True): 110-like port with STLS and 995-like implicit TLS.
+        self.pop3 = pop3
+        self.pop3_port = free_port()
+        self.pop3s_port = free_port()
         tls_dir = tempfile.mkdtemp(prefix="facteur-tls-")
         self.tls_dir = tls_dir
         self.cert = os.path.join(tls_dir, "cert.pem")
@@ -443,6 +450,12 @@ enabled = yes
 listen = 127.0.0.1:{self.submission_port}
 listen_tls = 127.0.0.1:{self.submissions_port}
 {submission_config}
+[pop3d]
+enabled = {"yes" if pop3 else "no"}
+listen = 127.0.0.1:{self.pop3_port}
+listen_tls = 127.0.0.1:{self.pop3s_port}
+auth_failure_delay = 0s
+{pop3_config}
 [qmgr]
 scan_interval = 1s
 minimal_backoff_time = 1s
@@ -459,6 +472,8 @@ maximal_backoff_time = 2s
             self.add_user(address, password)
         # smtpd is listening once master reports it running; wait for the port.
         wait_for(lambda: port_open(self.smtp_port), 10)
+        if self.pop3:
+            wait_for(lambda: port_open(self.pop3_port) and port_open(self.pop3s_port), 10)
 
     def add_user(self, address, password, *options):
         self.cli("user", "add", address, "--password-stdin", *options, input=password + "\n", check_rc=0)
