@@ -1,11 +1,12 @@
-// `facteur user add|del|passwd|enable|disable|quota|list`: mailbox accounts.
-// Passwords never come from the command line (they would show in ps(1) and
-// shell history): only the terminal or --password-stdin.
+// `facteur user add|del|passwd|apop|enable|disable|quota|list`: mailbox
+// accounts. Passwords and APOP secrets never come from the command line (they
+// would show in ps(1) and shell history): only the terminal or stdin.
 #include <memory>
 #include <optional>
 #include <string>
 
 #include <fmt/format.h>
+#include <openssl/crypto.h>
 
 #include "cli/admin_access.hpp"
 #include "cli/commands.hpp"
@@ -21,8 +22,18 @@ struct UserArguments {
     std::string quota;
     std::string format = "maildir";
     bool disabled = false;
+    bool apop = false;          // user add: also set an APOP secret
+    bool secret_stdin = false;  // user apop: read it from stdin
+    bool clear = false;         // user apop: remove it
     std::string domain;
 };
+
+// Shown by `user add --help` and `user apop --help`.
+constexpr const char* kApopNote =
+    "APOP (RFC 1939 section 7) needs the secret itself, so it is stored in clear\n"
+    "text in the user database. That is why it is separate from the password\n"
+    "(stored hashed), optional, and should not be the password. Users without\n"
+    "one cannot log in with APOP.";
 
 // "1G", "500M", "0" or "unlimited" (= 0, no quota).
 Result<uint64_t> parse_quota(std::string_view text) {
@@ -42,10 +53,44 @@ int add_user(const Context& context, const UserArguments& arguments) {
         options.quota_bytes = *quota;
     }
     return with_admin(context, [&](directory_admin::Admin& admin) {
-        auto hash = read_new_password_hash(arguments.password_stdin, arguments.address);
-        if (!hash) return fail(hash.error());
-        if (Status s = admin.add_user(arguments.address, *hash, options); !s) return fail(s.error());
-        report(fmt::format("user {} added", arguments.address));
+        Secret password;
+        if (Status s = read_new_password(arguments.password_stdin, arguments.address, password); !s)
+            return fail(s.error());
+        if (arguments.apop) {
+            // With --password-stdin the secret is the line after the password
+            // (read_password_line consumes nothing past its own line).
+            SecretKind kind = kApopSecret;
+            kind.stdin_option = "--password-stdin";
+            Secret apop;
+            if (Status s = read_new_apop_secret(arguments.password_stdin, arguments.address, apop, kind); !s)
+                return fail(s.error());
+            // A shared value would put the password in clear text in the database.
+            if (apop.view().size() == password.view().size() &&
+                CRYPTO_memcmp(apop.view().data(), password.view().data(), apop.view().size()) == 0)
+                return fail("the APOP secret must differ from the password: it is stored in clear text");
+            options.apop_secret = std::string(apop.view());
+        }
+        auto hash = hash_new_password(password);
+        Status added = hash ? admin.add_user(arguments.address, *hash, options) : Status(make_error(hash.error()));
+        if (options.apop_secret) OPENSSL_cleanse(options.apop_secret->data(), options.apop_secret->size());
+        if (!added) return fail(added.error());
+        report(fmt::format("user {} added{}", arguments.address, arguments.apop ? " with an APOP secret" : ""));
+        return kExitOk;
+    });
+}
+
+int set_apop_secret(const Context& context, const UserArguments& arguments) {
+    return with_admin(context, [&](directory_admin::Admin& admin) {
+        if (arguments.clear) {
+            if (Status s = admin.set_apop_secret(arguments.address, std::nullopt); !s) return fail(s.error());
+            report(fmt::format("APOP secret of {} cleared", arguments.address));
+            return kExitOk;
+        }
+        Secret secret;
+        if (Status s = read_new_apop_secret(arguments.secret_stdin, arguments.address, secret); !s)
+            return fail(s.error());
+        if (Status s = admin.set_apop_secret(arguments.address, secret.view()); !s) return fail(s.error());
+        report(fmt::format("APOP secret of {} set", arguments.address));
         return kExitOk;
     });
 }
@@ -95,6 +140,10 @@ void register_user_commands(CLI::App& app, Context& context) {
         ->type_name("FORMAT")
         ->check(CLI::IsMember({"maildir", "mbox"}));
     add->add_flag("--disabled", arguments->disabled, "Create the user disabled (cannot log in or receive mail)");
+    add->add_flag("--apop", arguments->apop,
+                  "Also set an APOP secret, asked after the password (with --password-stdin: the second line of "
+                  "stdin); stored in clear text, see below");
+    add->footer(kApopNote);
     add->callback([&context, arguments] { context.exit_code = add_user(context, *arguments); });
 
     CLI::App* del = user->add_subcommand("del", "Delete a user (the mailbox files are kept)");
@@ -112,6 +161,16 @@ void register_user_commands(CLI::App& app, Context& context) {
     address_argument(passwd, *arguments);
     passwd->add_flag("--password-stdin", arguments->password_stdin, "Read the password as one line from stdin");
     passwd->callback([&context, arguments] { context.exit_code = change_password(context, *arguments); });
+
+    CLI::App* apop = user->add_subcommand(
+        "apop", "Set (asks for it) or clear a user's APOP secret, stored in clear text");
+    address_argument(apop, *arguments);
+    CLI::Option* secret_stdin =
+        apop->add_flag("--secret-stdin", arguments->secret_stdin, "Read the APOP secret as one line from stdin");
+    apop->add_flag("--clear", arguments->clear, "Remove the APOP secret: the user can no longer log in with APOP")
+        ->excludes(secret_stdin);
+    apop->footer(kApopNote);
+    apop->callback([&context, arguments] { context.exit_code = set_apop_secret(context, *arguments); });
 
     for (bool enable : {true, false}) {
         CLI::App* toggle = user->add_subcommand(enable ? "enable" : "disable",

@@ -1,4 +1,5 @@
-// Reading a new password from stdin or the terminal, then hashing it.
+// Reading a new password or APOP secret from stdin or the terminal, and
+// hashing passwords.
 #include "cli/password_input.hpp"
 
 #include <fcntl.h>
@@ -6,6 +7,7 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <csignal>
 #include <cstring>
@@ -81,14 +83,14 @@ Status write_all(int fd, std::string_view text) {
     return {};
 }
 
-Status ask(int tty, std::string_view prompt, Secret& out) {
+Status ask(int tty, std::string_view prompt, Secret& out, const SecretKind& kind) {
     // Echo goes off before the prompt shows, so nothing typed after it can
     // be echoed or discarded by TCSAFLUSH.
     EchoOff echo_off(tty);
     if (echo_off.error() != 0)
         return make_error(fmt::format("cannot turn off echo on the terminal: {}", system::errno_text(echo_off.error())));
     if (Status s = write_all(tty, prompt); !s) return s;
-    return read_password_line(tty, out);
+    return read_password_line(tty, out, kind);
 }
 
 }  // namespace
@@ -97,8 +99,9 @@ Secret::Secret() { value_.reserve(kMaxPasswordLength + 1); }
 
 Secret::~Secret() { clear(); }
 
-bool Secret::append(char c) {
-    if (value_.size() >= kMaxPasswordLength) return false;
+bool Secret::append(char c, size_t max_length) {
+    // Never past the reserved capacity, which would reallocate.
+    if (value_.size() >= std::min(max_length, kMaxPasswordLength)) return false;
     value_.push_back(c);
     return true;
 }
@@ -114,7 +117,7 @@ void Secret::clear() {
     value_.clear();
 }
 
-Status read_password_line(int fd, Secret& out) {
+Status read_password_line(int fd, Secret& out, const SecretKind& kind) {
     out.clear();
     // One byte at a time: nothing past the line is consumed; reading stops
     // as soon as the length bound is passed.
@@ -122,50 +125,68 @@ Status read_password_line(int fd, Secret& out) {
         char c = 0;
         ssize_t n = read(fd, &c, 1);
         if (n < 0 && errno == EINTR) continue;
-        if (n < 0) return make_error(fmt::format("cannot read the password: {}", system::errno_text(errno)));
+        if (n < 0) return make_error(fmt::format("cannot read the {}: {}", kind.name, system::errno_text(errno)));
         if (n == 0) break;
         if (c == '\n') break;
-        if (!out.append(c)) {
+        if (!out.append(c, kind.max_length)) {
             out.clear();
-            return make_error(fmt::format("password too long (at most {} bytes)", kMaxPasswordLength));
+            return make_error(fmt::format("{} too long (at most {} bytes)", kind.name, kind.max_length));
         }
     }
     // A last line without "\n" (end of input) is accepted as is.
     if (!out.empty() && out.view().back() == '\r') out.remove_last();  // a CRLF line ending
-    if (out.empty()) return make_error("empty password refused");
+    if (out.empty()) return make_error(fmt::format("empty {} refused", kind.name));
     if (out.view().find('\0') != std::string_view::npos) {
         out.clear();
-        return make_error("password contains a NUL byte");
+        return make_error(fmt::format("{} contains a NUL byte", kind.name));
     }
     return {};
 }
 
-Status prompt_new_password(std::string_view prompt, Secret& out) {
+Status prompt_new_password(std::string_view prompt, Secret& out, const SecretKind& kind) {
     UniqueFd tty(open("/dev/tty", O_RDWR | O_CLOEXEC | O_NOCTTY));
-    if (!tty) return make_error("no terminal to ask for the password on; use --password-stdin");
+    if (!tty) return make_error(fmt::format("no terminal to ask for the {} on; use {}", kind.name, kind.stdin_option));
     Secret again;
-    if (Status s = ask(tty.get(), prompt, out); !s) return s;
-    if (Status s = ask(tty.get(), "Retype the password: ", again); !s) {
+    if (Status s = ask(tty.get(), prompt, out, kind); !s) return s;
+    if (Status s = ask(tty.get(), fmt::format("Retype the {}: ", kind.name), again, kind); !s) {
         out.clear();
         return s;
     }
     if (out.view().size() != again.view().size() ||
         CRYPTO_memcmp(out.view().data(), again.view().data(), out.view().size()) != 0) {
         out.clear();
-        return make_error("the passwords do not match");
+        return make_error(fmt::format("the {}s do not match", kind.name));
     }
     return {};
 }
 
-Result<std::string> read_new_password_hash(bool from_stdin, std::string_view address) {
-    Secret password;
-    Status read = from_stdin ? read_password_line(STDIN_FILENO, password)
-                             : prompt_new_password(fmt::format("Password for {}: ", address), password);
-    if (!read) return make_error(read.error());
+Status read_new_password(bool from_stdin, std::string_view address, Secret& out) {
+    return from_stdin ? read_password_line(STDIN_FILENO, out, kPassword)
+                      : prompt_new_password(fmt::format("Password for {}: ", address), out, kPassword);
+}
+
+Status read_new_apop_secret(bool from_stdin, std::string_view address, Secret& out, const SecretKind& kind) {
+    Status read = from_stdin ? read_password_line(STDIN_FILENO, out, kind)
+                             : prompt_new_password(fmt::format("APOP secret for {}: ", address), out, kind);
+    if (!read) return read;
+    if (Status valid = directory::check_apop_secret(out.view()); !valid) {
+        out.clear();
+        return valid;
+    }
+    return {};
+}
+
+Result<std::string> hash_new_password(Secret& password) {
     auto hash = auth::hash_password(password.view());
     password.clear();
     if (!hash) return make_error(fmt::format("cannot hash the password: {}", hash.error()));
     return hash;
+}
+
+Result<std::string> read_new_password_hash(bool from_stdin, std::string_view address) {
+    Secret password;
+    if (Status read = read_new_password(from_stdin, address, password); !read) return make_error(read.error());
+    return hash_new_password(password);
 }
 
 }  // namespace facteur::cli

@@ -83,8 +83,7 @@ Status check_user_options(std::string_view password_hash, const UserOptions& opt
     if (password_hash.empty()) return make_error("password hash is empty");
     if (Status s = check_secret("password hash", password_hash); !s) return s;
     if (options.apop_secret) {
-        if (options.apop_secret->empty()) return make_error("APOP secret is empty");
-        if (Status s = check_secret("APOP secret", *options.apop_secret); !s) return s;
+        if (Status s = check_apop_secret(*options.apop_secret); !s) return s;
     }
     if (options.mailbox_format != "maildir" && options.mailbox_format != "mbox")
         return make_error(fmt::format("mailbox format {} is not maildir or mbox",
@@ -112,6 +111,13 @@ Result<std::string> normalized_target(std::string_view target) {
 }
 
 }  // namespace
+
+Status check_apop_secret(std::string_view secret) {
+    if (secret.empty()) return make_error("APOP secret is empty");
+    if (secret.size() > max_apop_secret_length)
+        return make_error(fmt::format("APOP secret is too long (at most {} bytes)", max_apop_secret_length));
+    return check_secret("APOP secret", secret);
+}
 
 Result<UserDatabase> UserDatabase::open(const std::string& path, bool create) {
     if (path.empty()) return make_error("user database path is empty");
@@ -321,6 +327,18 @@ Status UserDatabase::set_quota(std::string_view address, uint64_t quota_bytes) {
     if (Status s = check_quota(quota_bytes); !s) return s;
     return update_user(address, "quota_bytes = ?3",
                        [&](sqlite::Statement& s) { s.bind(3, static_cast<int64_t>(quota_bytes)); });
+}
+
+Status UserDatabase::set_apop_secret(std::string_view address, std::optional<std::string_view> secret) {
+    if (secret) {
+        if (Status s = check_apop_secret(*secret); !s) return s;
+    }
+    return update_user(address, "apop_secret = ?3", [&](sqlite::Statement& s) {
+        if (secret)
+            s.bind(3, *secret);
+        else
+            s.bind(3, nullptr);
+    });
 }
 
 Result<std::optional<User>> UserDatabase::find_split_user(const SplitAddress& address) {

@@ -25,6 +25,9 @@ inline constexpr int max_alias_depth = 16;
 inline constexpr size_t max_alias_targets = 1000;
 inline constexpr size_t max_domain_length = 253;  // RFC 1035 §2.3.4 (text form)
 inline constexpr size_t max_localpart_length = 64;  // RFC 5321 §4.5.3.1.1
+// APOP (RFC 1939 §7) digests a shared secret, so it is stored in clear text;
+// no sane one is longer than this.
+inline constexpr size_t max_apop_secret_length = 256;
 
 struct User {
     int64_t id = 0;
@@ -66,6 +69,9 @@ Status check_domain_name(std::string_view domain);
 Status check_localpart(std::string_view localpart);
 // "local@domain", both halves checked, returned lowercased.
 Result<SplitAddress> split_address(std::string_view address);
+// An APOP secret: 1..max_apop_secret_length bytes, no control characters
+// (bytes below 0x20 and 0x7f); other bytes, UTF-8 included, are kept as given.
+Status check_apop_secret(std::string_view secret);
 // Lowercases ASCII letters only (local parts may hold UTF-8 bytes).
 std::string lowercase(std::string_view text);
 
@@ -110,6 +116,10 @@ public:
     Status set_password(std::string_view address, std::string_view password_hash);
     Status set_enabled(std::string_view address, bool enabled);
     Status set_quota(std::string_view address, uint64_t quota_bytes);
+    // Sets (or, with nullopt, clears) the user's APOP secret; the user must
+    // exist and the secret pass check_apop_secret. Clearing an absent secret
+    // is not an error. Without a secret the user cannot log in with APOP.
+    Status set_apop_secret(std::string_view address, std::optional<std::string_view> secret);
     Result<std::optional<User>> find_user(std::string_view address);
     Result<std::vector<User>> list_users(std::optional<std::string_view> domain);  // sorted by domain, localpart
 

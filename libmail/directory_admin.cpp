@@ -10,6 +10,7 @@
 #include <chrono>
 
 #include <fmt/format.h>
+#include <openssl/crypto.h>
 
 #include "libmail/system.hpp"
 
@@ -30,6 +31,13 @@ Status check_password_hash(std::string_view hash) {
         if (byte <= 0x20 || byte >= 0x7f) return make_error("password hash contains invalid characters");
     }
     return {};
+}
+
+// The APOP secret travels in clear (it is stored so); the copy in a request
+// frame is wiped once sent, like the CLI's own buffer.
+void wipe_values(ipc::Frame& frame) {
+    for (auto& attribute : frame.attributes)
+        if (!attribute.second.empty()) OPENSSL_cleanse(attribute.second.data(), attribute.second.size());
 }
 
 std::string flag(bool value) { return value ? "1" : "0"; }
@@ -74,6 +82,9 @@ public:
     Status set_quota(std::string_view address, uint64_t quota_bytes) override {
         return database_.set_quota(address, quota_bytes);
     }
+    Status set_apop_secret(std::string_view address, std::optional<std::string_view> secret) override {
+        return database_.set_apop_secret(address, secret);
+    }
     Result<std::vector<UserSummary>> list_users(std::optional<std::string_view> domain) override {
         auto users = database_.list_users(domain);
         if (!users) return make_error(users.error());
@@ -114,7 +125,10 @@ public:
 
     Status add_user(std::string_view address, std::string_view password_hash,
                     const directory::UserOptions& options) override {
-        return status(request::add_user(address, password_hash, options));
+        ipc::Frame frame = request::add_user(address, password_hash, options);
+        Status result = status(frame);
+        if (options.apop_secret) wipe_values(frame);
+        return result;
     }
     Status delete_user(std::string_view address) override { return status(request::delete_user(address)); }
     Status set_password(std::string_view address, std::string_view password_hash) override {
@@ -125,6 +139,12 @@ public:
     }
     Status set_quota(std::string_view address, uint64_t quota_bytes) override {
         return status(request::set_quota(address, quota_bytes));
+    }
+    Status set_apop_secret(std::string_view address, std::optional<std::string_view> secret) override {
+        ipc::Frame frame = request::set_apop_secret(address, secret);
+        Status result = status(frame);
+        wipe_values(frame);
+        return result;
     }
     Result<std::vector<UserSummary>> list_users(std::optional<std::string_view> domain) override {
         auto answer = call(request::list_users(domain));
@@ -248,6 +268,11 @@ ipc::Frame dispatch(Admin& admin, std::string_view op, const ipc::Frame& request
         if (!quota) return error_reply(quota.error());
         return ipc::status_reply(admin.set_quota(*address, *quota));
     }
+    if (op == "user_apop") {
+        auto address = required(request, "address");
+        if (!address) return error_reply(address.error());
+        return ipc::status_reply(admin.set_apop_secret(*address, request.get("apop_secret")));
+    }
     if (op == "user_list") {
         auto users = admin.list_users(request.get("domain"));
         if (!users) return error_reply(users.error());
@@ -358,6 +383,13 @@ ipc::Frame set_quota(std::string_view address, uint64_t quota_bytes) {
     ipc::Frame frame = with_op("user_quota");
     frame.add("address", std::string(address));
     frame.add("quota", std::to_string(quota_bytes));
+    return frame;
+}
+
+ipc::Frame set_apop_secret(std::string_view address, std::optional<std::string_view> secret) {
+    ipc::Frame frame = with_op("user_apop");
+    frame.add("address", std::string(address));
+    if (secret) frame.add("apop_secret", std::string(*secret));
     return frame;
 }
 

@@ -22,10 +22,12 @@ namespace facteur::directory_admin {
 //
 // Wire protocol (one ipc frame per call, DESIGN §4):
 //   request: `op` = domain_add | domain_del | domain_list | user_add | user_del
-//            | user_passwd | user_enable | user_quota | user_list | alias_add
-//            | alias_del | alias_list, with attributes
+//            | user_passwd | user_enable | user_quota | user_apop | user_list
+//            | alias_add | alias_del | alias_list, with attributes
 //              domain, force ("1"/"0"), address, password_hash, quota (decimal
-//              bytes), format, enabled ("1"/"0"), apop_secret, target
+//              bytes), format, enabled ("1"/"0"), apop_secret, target;
+//            user_apop: `address`, and `apop_secret` to set it (the clear
+//              text RFC 1939 §7 needs) or no `apop_secret` to clear it
 //   reply:   `status` = ok | error, `error` = message when error;
 //            domain_list: one `domain` per domain, in order;
 //            user_list:   per user, in order, the group `address`, `format`,
@@ -56,6 +58,8 @@ public:
     virtual Status set_password(std::string_view address, std::string_view password_hash) = 0;
     virtual Status set_enabled(std::string_view address, bool enabled) = 0;
     virtual Status set_quota(std::string_view address, uint64_t quota_bytes) = 0;
+    // nullopt clears the secret (the user can no longer use APOP).
+    virtual Status set_apop_secret(std::string_view address, std::optional<std::string_view> secret) = 0;
     virtual Result<std::vector<UserSummary>> list_users(std::optional<std::string_view> domain) = 0;
 
     virtual Status add_alias(std::string_view address, std::string_view target) = 0;
@@ -83,6 +87,7 @@ ipc::Frame delete_user(std::string_view address);
 ipc::Frame set_password(std::string_view address, std::string_view password_hash);
 ipc::Frame set_enabled(std::string_view address, bool enabled);
 ipc::Frame set_quota(std::string_view address, uint64_t quota_bytes);
+ipc::Frame set_apop_secret(std::string_view address, std::optional<std::string_view> secret);
 ipc::Frame list_users(std::optional<std::string_view> domain);
 ipc::Frame add_alias(std::string_view address, std::string_view target);
 ipc::Frame delete_alias(std::string_view address, std::optional<std::string_view> target);

@@ -354,6 +354,71 @@ TEST_CASE("users: add, find, list, update, delete", "[directory]") {
     REQUIRE_ERROR(database.delete_user("bob@example.test"), "user bob@example.test does not exist");
 }
 
+TEST_CASE("users: the APOP secret is set, replaced, cleared and checked", "[directory]") {
+    TempDir dir;
+    auto database = create_database(dir);
+    REQUIRE_OK(database.add_domain("example.test"));
+    REQUIRE_OK(database.add_user("bob@example.test", "$y$j9T$bob", {}));
+    REQUIRE_OK(database.add_user("carol@example.test", "$y$j9T$carol", {}));
+    auto apop_of = [&](const std::string& address) {
+        auto user = database.find_user(address);
+        REQUIRE(user.ok());
+        REQUIRE(user->has_value());
+        return (*user)->apop_secret;
+    };
+
+    REQUIRE_OK(database.set_apop_secret("Bob@Example.TEST", std::string_view("tanstaaf")));
+    CHECK(apop_of("bob@example.test") == std::optional<std::string>("tanstaaf"));
+    CHECK_FALSE(apop_of("carol@example.test").has_value());  // only bob's row changed
+    // Bytes outside ASCII (a UTF-8 secret) and the longest allowed are kept as given.
+    std::string utf8 = "s\xc3\xa9same ouvre-toi";
+    REQUIRE_OK(database.set_apop_secret("bob@example.test", std::string_view(utf8)));
+    CHECK(apop_of("bob@example.test") == utf8);
+    std::string longest(directory::max_apop_secret_length, 'k');
+    REQUIRE_OK(database.set_apop_secret("bob@example.test", std::string_view(longest)));
+    CHECK(apop_of("bob@example.test") == longest);
+    // Other columns are untouched.
+    CHECK((*database.find_user("bob@example.test"))->password_hash == "$y$j9T$bob");
+
+    REQUIRE_OK(database.set_apop_secret("bob@example.test", std::nullopt));
+    CHECK_FALSE(apop_of("bob@example.test").has_value());
+    // The column is NULL, not an empty string.
+    auto raw = database.database().prepare("SELECT apop_secret IS NULL FROM users WHERE localpart = 'bob'");
+    REQUIRE(raw.ok());
+    auto row = raw->step();
+    REQUIRE(row.ok());
+    REQUIRE(*row);
+    CHECK(raw->column_int64(0) == 1);
+    raw->reset();
+    // Clearing what is not there is fine (idempotent).
+    REQUIRE_OK(database.set_apop_secret("bob@example.test", std::nullopt));
+
+    REQUIRE_ERROR(database.set_apop_secret("nobody@example.test", std::string_view("x")),
+                  "user nobody@example.test does not exist");
+    REQUIRE_ERROR(database.set_apop_secret("nobody@example.test", std::nullopt),
+                  "user nobody@example.test does not exist");
+    REQUIRE_ERROR(database.set_apop_secret("no-at-sign", std::string_view("x")), "expected local@domain");
+
+    REQUIRE_OK(database.set_apop_secret("bob@example.test", std::string_view("kept")));
+    auto [bad, message] = GENERATE(table<std::string, std::string>({
+        {"", "APOP secret is empty"},
+        {std::string(directory::max_apop_secret_length + 1, 'k'), "APOP secret is too long (at most 256 bytes)"},
+        {"line\nfeed", "APOP secret contains a control character"},
+        {"carriage\rreturn", "APOP secret contains a control character"},
+        {"tab\there", "APOP secret contains a control character"},
+        {std::string("nul\0byte", 8), "APOP secret contains a control character"},
+        {"del\x7f", "APOP secret contains a control character"},
+    }));
+    INFO("secret: " << bad);
+    REQUIRE_ERROR(database.set_apop_secret("bob@example.test", std::string_view(bad)), message);
+    CHECK(apop_of("bob@example.test") == std::optional<std::string>("kept"));  // a refused secret changes nothing
+    CHECK(directory::check_apop_secret(bad).error() == message);
+    // add_user applies the same rules.
+    UserOptions options;
+    options.apop_secret = bad;
+    REQUIRE_ERROR(database.add_user("new@example.test", "h", options), message);
+}
+
 TEST_CASE("the schema enforces what the API checks", "[directory]") {
     TempDir dir;
     auto database = create_database(dir);

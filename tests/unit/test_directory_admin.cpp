@@ -168,6 +168,64 @@ TEST_CASE("user ops round trip through serve()", "[directory_admin]") {
     CHECK(users->size() == 2);
 }
 
+TEST_CASE("user_apop sets and clears the APOP secret through serve()", "[directory_admin]") {
+    Fixture f;
+    REQUIRE(f.call(admin::request::add_domain("example.test")));
+    REQUIRE(f.call(admin::request::add_user("bob@example.test", kHash, {})));
+    auto apop_of = [&](const char* address) {
+        auto user = f.database.find_user(address);
+        REQUIRE(user);
+        REQUIRE(user->has_value());
+        return (*user)->apop_secret;
+    };
+
+    // The request: op, address, and the secret only when one is set.
+    ipc::Frame set = admin::request::set_apop_secret("bob@example.test", std::string_view("tanstaaf"));
+    CHECK(set.get("op") == std::optional<std::string_view>("user_apop"));
+    CHECK(set.get("address") == std::optional<std::string_view>("bob@example.test"));
+    CHECK(set.get("apop_secret") == std::optional<std::string_view>("tanstaaf"));
+    ipc::Frame clear = admin::request::set_apop_secret("bob@example.test", std::nullopt);
+    CHECK_FALSE(clear.get("apop_secret").has_value());
+
+    REQUIRE(f.call(set));
+    CHECK(apop_of("bob@example.test") == std::optional<std::string>("tanstaaf"));
+    REQUIRE(f.call(admin::request::set_apop_secret("BOB@example.test", std::string_view("another one"))));
+    CHECK(apop_of("bob@example.test") == std::optional<std::string>("another one"));
+    CHECK(f.database.find_user("bob@example.test")->value().password_hash == kHash);
+    REQUIRE(f.call(clear));
+    CHECK_FALSE(apop_of("bob@example.test").has_value());
+    REQUIRE(f.call(clear));  // clearing twice is not an error
+
+    Status unknown = f.call(admin::request::set_apop_secret("nobody@example.test", std::string_view("x")));
+    REQUIRE_FALSE(unknown);
+    CHECK(unknown.error() == "user nobody@example.test does not exist");
+    CHECK_FALSE(f.call(admin::request::set_apop_secret("nobody@example.test", std::nullopt)));
+
+    REQUIRE(f.call(set));
+    auto bad = GENERATE(std::string(""), std::string("line\nfeed"), std::string("nul\0byte", 8),
+                        std::string("esc\x1b[0m"), std::string(257, 's'));
+    Status refused = f.call(admin::request::set_apop_secret("bob@example.test", std::string_view(bad)));
+    REQUIRE_FALSE(refused);
+    CHECK(refused.error().find("APOP secret") != std::string::npos);
+    CHECK(apop_of("bob@example.test") == std::optional<std::string>("tanstaaf"));
+
+    // Raw frames: the address is required; absent apop_secret means clear.
+    ipc::Frame reply = serve(f.database, ipc::Frame{}.add("op", "user_apop"));
+    CHECK(reply.get("status") == std::optional<std::string_view>("error"));
+    CHECK(reply.get("error") == std::optional<std::string_view>("missing attribute address"));
+    REQUIRE(f.call(ipc::Frame{}.add("op", "user_apop").add("address", "bob@example.test")));
+    CHECK_FALSE(apop_of("bob@example.test").has_value());
+
+    // The local backend says the same.
+    auto local = admin::local(f.database);
+    REQUIRE(local->set_apop_secret("bob@example.test", std::string_view("local")));
+    CHECK(apop_of("bob@example.test") == std::optional<std::string>("local"));
+    CHECK_FALSE(local->set_apop_secret("bob@example.test", std::string_view("bad\x01")));
+    CHECK_FALSE(local->set_apop_secret("nobody@example.test", std::nullopt));
+    REQUIRE(local->set_apop_secret("bob@example.test", std::nullopt));
+    CHECK_FALSE(apop_of("bob@example.test").has_value());
+}
+
 TEST_CASE("password hashes are checked before they are stored", "[directory_admin]") {
     Fixture f;
     REQUIRE(f.call(admin::request::add_domain("example.test")));
@@ -270,7 +328,7 @@ TEST_CASE("local() and remote() give the same answers", "[directory_admin]") {
     REQUIRE(bind(listener.get(), reinterpret_cast<const sockaddr*>(&address), sizeof address) == 0);
     REQUIRE(::listen(listener.get(), 8) == 0);
 
-    constexpr int kCalls = 5;
+    constexpr int kCalls = 8;
     std::thread server([&] {
         for (int i = 0; i < kCalls; ++i) {
             UniqueFd client(accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
@@ -299,7 +357,20 @@ TEST_CASE("local() and remote() give the same answers", "[directory_admin]") {
     Status duplicate = remote->add_user("bob@example.test", kHash, {});
     auto remote_users = remote->list_users(std::nullopt);
     Status alias = remote->add_alias("team@example.test", "bob@example.test");
+    Status apop_set = remote->set_apop_secret("bob@example.test", std::string_view("remote-apop"));
+    auto bob_after_set = f.database.find_user("bob@example.test");
+    Status apop_unknown = remote->set_apop_secret("nobody@example.test", std::string_view("x"));
+    Status apop_clear = remote->set_apop_secret("bob@example.test", std::nullopt);
     server.join();
+
+    CHECK(apop_set);
+    REQUIRE(bob_after_set);
+    REQUIRE(bob_after_set->has_value());
+    CHECK((*bob_after_set)->apop_secret == std::optional<std::string>("remote-apop"));
+    REQUIRE_FALSE(apop_unknown);
+    CHECK(apop_unknown.error() == "user nobody@example.test does not exist");
+    CHECK(apop_clear);
+    CHECK_FALSE(f.database.find_user("bob@example.test")->value().apop_secret.has_value());
 
     CHECK(added);
     CHECK(user);
