@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <optional>
 #include <thread>
 #include <utility>
 
@@ -19,6 +20,9 @@ namespace facteur::store {
 namespace {
 
 constexpr std::string_view kFrom = "From ";
+// Times deliver_to_mbox reopens an mbox replaced between its open and its
+// lock before giving up with a temporary error.
+constexpr int kOpenAttempts = 10;
 
 
 using Clock = std::chrono::steady_clock;
@@ -200,16 +204,30 @@ WriteOutcome deliver_to_mbox(const std::string& path, std::string_view sender, s
                              const MessageSource& source, const LockSettings& settings) {
     if (Status made = make_directories(system::parent_directory(path), 0700); !made)
         return WriteOutcome::failure(errno, made.error());
-    UniqueFd fd(open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600));
-    if (!fd) return WriteOutcome::failure(errno, fmt::format("cannot open {}: {}", path, system::errno_text(errno)));
+    UniqueFd fd;
+    std::optional<MboxLock> lock;
     struct stat info {};
-    if (fstat(fd.get(), &info) != 0)
-        return WriteOutcome::failure(errno, fmt::format("cannot stat {}: {}", path, system::errno_text(errno)));
-    if (!S_ISREG(info.st_mode)) return WriteOutcome::failure(0, fmt::format("{} is not a regular file", path));
+    // The file is opened before it is locked, and a POP3 commit renames a
+    // rewritten mbox over the path while holding the lock: a lock then
+    // taken on the old file protects nothing, and mail appended to it would
+    // be lost with it. So, once locked, the path must still name our file.
+    for (int attempt = 0; attempt < kOpenAttempts && !lock; ++attempt) {
+        fd.reset(open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600));
+        if (!fd)
+            return WriteOutcome::failure(errno, fmt::format("cannot open {}: {}", path, system::errno_text(errno)));
+        if (fstat(fd.get(), &info) != 0)
+            return WriteOutcome::failure(errno, fmt::format("cannot stat {}: {}", path, system::errno_text(errno)));
+        if (!S_ISREG(info.st_mode)) return WriteOutcome::failure(0, fmt::format("{} is not a regular file", path));
 
-    int lock_error = 0;
-    auto lock = MboxLock::acquire(path, fd.get(), settings, lock_error);
-    if (!lock) return WriteOutcome::failure(lock_error, lock.error());
+        int lock_error = 0;
+        auto acquired = MboxLock::acquire(path, fd.get(), settings, lock_error);
+        if (!acquired) return WriteOutcome::failure(lock_error, acquired.error());
+        struct stat named {};
+        if (stat(path.c_str(), &named) == 0 && named.st_dev == info.st_dev && named.st_ino == info.st_ino)
+            lock.emplace(std::move(*acquired));
+    }
+    if (!lock)
+        return WriteOutcome::failure(EAGAIN, fmt::format("{} keeps being replaced by another program", path));
 
     // The size under the lock is what a failed append returns the file to.
     if (fstat(fd.get(), &info) != 0)

@@ -245,3 +245,47 @@ TEST_CASE("concurrent deliveries to one mbox all land intact") {
     }
     CHECK(messages == kThreads * kEach);
 }
+
+TEST_CASE("a delivery whose mbox is replaced between open and lock appends to the new file") {
+    // A POP3 commit renames a rewritten mbox over the path while it holds
+    // the locks. deliverd, which opened the old file and then waited for
+    // the lock, must not append to that dead file (the mail would be lost
+    // with it): it checks the path still names its file and reopens.
+    test::TempDir dir;
+    std::string mbox = dir.file("mbox");
+    std::string old_content = "From a Thu Jan  1 00:00:00 1970\nSubject: old\n\nold\n\n";
+    write_file(mbox, old_content);
+    UniqueFd old_file(open(mbox.c_str(), O_RDONLY | O_CLOEXEC));
+    REQUIRE(old_file);
+    // Holding the dot-lock stops the delivery between its open and its lock.
+    std::string lock = mbox + ".lock";
+    write_file(lock, "1\n");
+    WriteOutcome outcome;
+    std::thread delivery([&] { outcome = deliver_to_mbox(mbox, "x@y", kTime, source_from_string("Subject: new\n\nnew\n")); });
+    // Deterministic: wait until the delivery has the mbox open (it then
+    // waits for the dot-lock), seen through /proc.
+    bool opened = false;
+    for (int tries = 0; tries < 2000 && !opened; ++tries) {
+        int found = 0;
+        for (int fd = 0; fd < 1024; ++fd) {
+            char target[4096];
+            ssize_t n = readlink(fmt::format("/proc/self/fd/{}", fd).c_str(), target, sizeof target);
+            if (n > 0 && std::string_view(target, static_cast<size_t>(n)) == mbox) ++found;
+        }
+        opened = found >= 2;  // ours (old_file) and the delivery's
+        if (!opened) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    CHECK(opened);
+    std::string replacement = dir.file("mbox.rewritten");
+    std::string new_content = "From b Thu Jan  1 00:00:00 1970\nSubject: kept\n\nkept\n\n";
+    write_file(replacement, new_content);
+    REQUIRE(rename(replacement.c_str(), mbox.c_str()) == 0);
+    REQUIRE(unlink(lock.c_str()) == 0);
+    delivery.join();
+    REQUIRE(outcome.ok());
+    CHECK(read_file(mbox) == new_content + from_line("x@y", kTime) + "Subject: new\n\nnew\n\n");
+    // The replaced file got nothing.
+    struct stat info {};
+    REQUIRE(fstat(old_file.get(), &info) == 0);
+    CHECK(static_cast<size_t>(info.st_size) == old_content.size());
+}
