@@ -68,6 +68,9 @@ std::shared_ptr<Connection> Connection::create_tls_server(Loop& loop, UniqueFd f
     }
     fd.release();  // The bufferevent owns it now, and the SSL.
     connection->tls_ = true;
+    // Until BEV_EVENT_CONNECTED: an EOF or error now is a failed handshake
+    // (close at once: the greeting queued meanwhile can never go out).
+    connection->handshaking_ = true;
     connection->attach(bev);
     return connection;
 }
@@ -169,8 +172,12 @@ void Connection::drain_then_close(CloseReason reason) {
     closing_after_write_ = true;
     drain_reason_ = reason;
     bufferevent_disable(bev_, EV_READ);
+    // Nothing queued can reach a peer that has not finished the TLS
+    // handshake (implicit TLS, or right after STARTTLS): waiting for the
+    // output to drain would keep the connection forever. Close now.
+    if (handshaking_) return finish(reason);
     // Writing stays enabled (and under the idle timeout) until the output is out.
-    if (output_size() == 0 && pending_tls_ctx_ == nullptr && !handshaking_) finish(reason);
+    if (output_size() == 0 && pending_tls_ctx_ == nullptr) finish(reason);
 }
 
 void Connection::close_after_write() { drain_then_close(CloseReason::local_close); }
