@@ -509,3 +509,138 @@ def port_open(port):
             return True
     except OSError:
         return False
+
+
+class RawPOP3:
+    """A raw POP3 client (RFC 1939): bytes out, status lines and multi-line
+    bodies in. Takes a port on 127.0.0.1 or an already connected (maybe
+    TLS) socket; reads the greeting only when asked (greeting())."""
+
+    def __init__(self, port_or_socket, timeout=10):
+        if isinstance(port_or_socket, int):
+            self.sock = socket.create_connection(("127.0.0.1", port_or_socket), timeout=timeout)
+        else:
+            self.sock = port_or_socket
+        self.buffer = b""
+
+    def send(self, data):
+        self.sock.sendall(data if isinstance(data, bytes) else data.encode())
+
+    def line(self):
+        """The next line without its CRLF, as bytes."""
+        while b"\r\n" not in self.buffer:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("closed; buffered %r" % self.buffer[:200])
+            self.buffer += chunk
+        line, self.buffer = self.buffer.split(b"\r\n", 1)
+        return line
+
+    def status(self):
+        """The next status line ("+OK ..." or "-ERR ...") as text."""
+        return self.line().decode(errors="replace")
+
+    def greeting(self):
+        return self.status()
+
+    def multiline(self):
+        """The body of a multi-line response (after its +OK line) up to the
+        terminating ".", dot-unstuffed, as raw bytes with CRLF line ends
+        (RFC 1939 §3)."""
+        out = []
+        while True:
+            line = self.line()
+            if line == b".":
+                return b"".join(out)
+            if line.startswith(b"."):
+                line = line[1:]
+            out.append(line + b"\r\n")
+
+    def cmd(self, line):
+        """Sends one command, returns its status line."""
+        self.send(line + "\r\n")
+        return self.status()
+
+    def cmd_multi(self, line):
+        """(status line, body or None) for a command with a multi-line answer."""
+        status = self.cmd(line)
+        return status, (self.multiline() if status.startswith("+OK") else None)
+
+    def login(self, user, password):
+        """USER + PASS; returns the PASS status line."""
+        first = self.cmd("USER " + user)
+        if not first.startswith("+OK"):
+            return first
+        return self.cmd("PASS " + password)
+
+    def closed(self, timeout=5):
+        """True when the server closes the connection (after its output)."""
+        self.sock.settimeout(timeout)
+        try:
+            while True:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    return True
+                self.buffer += chunk
+        except (ConnectionResetError, BrokenPipeError):
+            return True
+        except socket.timeout:
+            return False
+
+    def close(self):
+        self.sock.close()
+
+
+def sanitizer_clean(log_text):
+    """True when a log holds no AddressSanitizer or UBSan report."""
+    return "AddressSanitizer" not in log_text and "runtime error:" not in log_text and \
+        "LeakSanitizer" not in log_text
+
+
+# --- POP3 test helpers: what was sent by SMTP against what POP3 serves.
+POP3_TRACE = re.compile(
+    rb"^Return-Path: <[^>\r\n]*>\r\n"
+    rb"Delivered-To: [^\r\n]+\r\n"
+    rb"Received: [^\r\n]*\r\n(?:[ \t][^\r\n]*\r\n)*")
+
+
+def split_served_trace(data):
+    """(trace lines, the rest) of a message as POP3 serves it (CRLF line
+    ends): deliverd's Return-Path and Delivered-To, then smtpd's (folded)
+    Received. None when the message does not start with them."""
+    match = POP3_TRACE.match(data)
+    if not match:
+        return None
+    return match.group(0), data[match.end():]
+
+
+def smtp_send(port, sender, recipients, message, helo="client.test"):
+    """Sends one message with smtplib (8BITMIME); fails the test on a refusal."""
+    import smtplib
+    with smtplib.SMTP("127.0.0.1", port, local_hostname=helo, timeout=30) as smtp:
+        smtp.ehlo(helo)
+        refused = smtp.sendmail(sender, recipients, message, mail_options=["BODY=8BITMIME"])
+    if refused:
+        fail("SMTP refused %r" % refused)
+
+
+def maildir_messages(maildir):
+    """{file name: (sub folder, bytes)} of the messages in a Maildir's new/ and cur/."""
+    out = {}
+    for sub in ("new", "cur"):
+        try:
+            names = os.listdir(os.path.join(maildir, sub))
+        except FileNotFoundError:
+            continue
+        for name in names:
+            try:
+                with open(os.path.join(maildir, sub, name), "rb") as f:
+                    out[name] = (sub, f.read())
+            except FileNotFoundError:
+                pass  # renamed meanwhile
+    return out
+
+
+def served_form(stored):
+    """What POP3 serves for a stored message: every LF not after a CR becomes CRLF."""
+    return re.sub(rb"(?<!\r)\n", b"\r\n", stored)
