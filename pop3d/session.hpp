@@ -18,6 +18,7 @@
 
 #include "libmail/auth_lookup.hpp"
 #include "libmail/event.hpp"
+#include "libmail/session_server.hpp"
 #include "libmail/mailbox.hpp"
 #include "libmail/sasl.hpp"
 #include "libmail/tls.hpp"
@@ -44,7 +45,7 @@ struct OpenMailbox {
     store::SessionLock lock;
 };
 
-class Session : public std::enable_shared_from_this<Session> {
+class Session : public event::ServerSession, public std::enable_shared_from_this<Session> {
 public:
     enum class State {
         authorization,  // RFC 1939 §4 (also right after STLS)
@@ -62,10 +63,10 @@ public:
     // Sends the greeting and starts reading. `on_finished` runs once, when
     // the connection is gone and any commit of \Seen flags has finished
     // (until then the session owns the mailbox and its lock).
-    void start(std::function<void()> on_finished);
+    void start(std::function<void()> on_finished) override;
     // Server shutdown: "-ERR [SYS/TEMP] Server shutting down" and close;
     // nothing is deleted (no QUIT), \Seen marks are still saved.
-    void shutdown();
+    void shutdown() override;
     State state() const { return state_; }
     // The RFC 1939 §7 timestamp of the greeting; empty when APOP is off.
     const std::string& apop_timestamp() const { return timestamp_; }

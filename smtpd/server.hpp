@@ -1,15 +1,10 @@
-// smtpd's listeners and the sessions they accept: per-client-IP and
-// per-process session limits (421 at the greeting), implicit TLS on the
-// submissions port, and an orderly shutdown.
+// smtpd's listeners: the shared event::SessionServer with SMTP's refusals
+// (421 at the greeting) and implicit TLS on the submissions port.
 #pragma once
 
-#include <map>
-#include <memory>
-#include <string>
-#include <unordered_map>
-#include <vector>
+#include <functional>
 
-#include "libmail/event.hpp"
+#include "libmail/session_server.hpp"
 #include "libmail/unique_fd.hpp"
 #include "smtpd/smtp_session.hpp"
 
@@ -18,34 +13,18 @@ namespace facteur::smtpd {
 class Server {
 public:
     explicit Server(SessionServices services);
-    ~Server();
-    Server(const Server&) = delete;
-    Server& operator=(const Server&) = delete;
 
     // Accepts on `fd` with the rules of `kind`; submissions needs TLS
     // (checked by the caller at start).
     void listen(UniqueFd fd, PortKind kind);
     // Stops accepting and says 421 to every session; `done` runs once the
     // last session is gone (or at once when there is none).
-    void shutdown(std::function<void()> done);
-
-    size_t sessions() const { return sessions_.size(); }
+    void shutdown(std::function<void()> done) { server_.shutdown(std::move(done)); }
+    size_t sessions() const { return server_.sessions(); }
 
 private:
-    void accept(UniqueFd fd, PortKind kind);
-    void refuse(std::shared_ptr<event::Connection> connection, std::string reply);
-    void finished(uint64_t id, const std::string& address);
-
     SessionServices services_;
-    std::vector<std::unique_ptr<event::Listener>> listeners_;
-    std::map<uint64_t, std::shared_ptr<Session>> sessions_;
-    std::unordered_map<std::string, size_t> per_address_;
-    // Connections told 421 at the greeting, kept until the reply is out.
-    std::map<uint64_t, std::shared_ptr<event::Connection>> refused_;
-    uint64_t next_id_ = 1;
-    std::function<void()> on_shutdown_done_;
-    bool shutting_down_ = false;
-    std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+    event::SessionServer server_;
 };
 
 }  // namespace facteur::smtpd

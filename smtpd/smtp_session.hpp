@@ -16,6 +16,7 @@
 
 #include "libmail/auth_lookup.hpp"
 #include "libmail/event.hpp"
+#include "libmail/session_server.hpp"
 #include "libmail/queue.hpp"
 #include "libmail/sasl.hpp"
 #include "libmail/tls.hpp"
@@ -39,7 +40,7 @@ struct SessionServices {
     const tls::Context* tls;  // null: no TLS configured
 };
 
-class Session : public std::enable_shared_from_this<Session> {
+class Session : public event::ServerSession, public std::enable_shared_from_this<Session> {
 public:
     enum class State {
         fresh,    // greeting sent, no HELO/EHLO yet (also right after STARTTLS)
@@ -59,9 +60,9 @@ public:
 
     // Sends the 220 greeting and starts reading. `on_finished` runs once,
     // when the connection is gone.
-    void start(std::function<void()> on_finished);
+    void start(std::function<void()> on_finished) override;
     // Server shutdown: "421 4.3.2" and close.
-    void shutdown();
+    void shutdown() override;
     State state() const { return state_; }
 
 private:
