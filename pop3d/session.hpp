@@ -87,8 +87,6 @@ private:
         size_t index = 0;  // RETR/TOP: the message; LIST/UIDL: the next one to list
         std::unique_ptr<store::MessageReader> reader;
         std::optional<Encoder> encoder;
-        std::string buffer;  // read buffer, allocated only while streaming
-        std::string out;
     };
 
     // Input loop and replies (session.cpp).

@@ -2,6 +2,8 @@
 // RETR and TOP streamed in bounded pieces, DELE/RSET marks, NOOP, LAST
 // (RFC 1460), and QUIT's commit of deletions and \Seen flags; a dropped
 // session saves \Seen only and never deletes.
+#include <iterator>
+
 #include <fmt/format.h>
 
 #include "libmail/log.hpp"
@@ -20,6 +22,20 @@ constexpr size_t kStreamHighWater = 64 * 1024;
 constexpr size_t kListingPiece = 4096;
 
 enum class Pumped { more, done, failed };
+
+// Buffers for producing a piece of a multi-line response. The loop thread
+// fills one, encodes it and hands it to the connection within one call,
+// so every session of the process shares them: nothing is allocated (or
+// zero-filled) per RETR, and an idle session holds no buffer at all.
+struct Scratch {
+    std::string read;
+    std::string out;
+};
+Scratch& scratch() {
+    thread_local Scratch buffers;
+    if (buffers.read.size() != kReadChunk) buffers.read.resize(kReadChunk);
+    return buffers;
+}
 
 }  // namespace
 
@@ -101,7 +117,6 @@ void Session::send_message(size_t index, std::optional<uint64_t> body_lines) {
     multiline_->index = index;
     multiline_->reader = std::move(reader).value();
     multiline_->encoder.emplace(body_lines);
-    multiline_->buffer.resize(kReadChunk);
     // RFC 1460: LAST is the highest message number accessed.
     last_accessed_ = std::max(last_accessed_, index + 1);
     begin_wait();
@@ -125,24 +140,26 @@ void Session::pump() {
 
 bool Session::pump_listing(MultiLine& response) {
     const store::Mailbox& mailbox = *mailbox_->mailbox;
-    response.out.clear();
-    while (response.index < count_ && response.out.size() < kListingPiece) {
+    std::string& out = scratch().out;
+    out.clear();
+    while (response.index < count_ && out.size() < kListingPiece) {
         size_t i = response.index++;
         if (deleted_[i]) continue;
         if (response.keyword == Keyword::list) {
-            response.out += fmt::format("{} {}\r\n", i + 1, mailbox.size(i));
+            fmt::format_to(std::back_inserter(out), "{} {}\r\n", i + 1, mailbox.size(i));
         } else {
-            response.out += fmt::format("{} {}\r\n", i + 1, mailbox.uid(i));
+            fmt::format_to(std::back_inserter(out), "{} {}\r\n", i + 1, mailbox.uid(i));
         }
     }
     bool last = response.index >= count_;
-    if (last) response.out += ".\r\n";
-    connection_->write(response.out);
+    if (last) out += ".\r\n";
+    connection_->write(out);
     return !last;
 }
 
 bool Session::pump_message(MultiLine& response) {
-    auto read = response.reader->read(response.buffer.data(), response.buffer.size());
+    Scratch& buffers = scratch();
+    auto read = response.reader->read(buffers.read.data(), buffers.read.size());
     if (!read) {
         // The "+OK" is out and part of the message maybe too: no reply can
         // say what went wrong, so the client sees the connection end
@@ -154,11 +171,12 @@ bool Session::pump_message(MultiLine& response) {
         return false;
     }
     Encoder& encoder = *response.encoder;
-    response.out.clear();
-    encoder.feed(std::string_view(response.buffer.data(), *read), response.out);
+    std::string& out = buffers.out;
+    out.clear();
+    encoder.feed(std::string_view(buffers.read.data(), *read), out);
     bool last = *read == 0 || encoder.done();
-    if (last) encoder.finish(response.out);
-    connection_->write(response.out);
+    if (last) encoder.finish(out);
+    connection_->write(out);
     if (last) message_sent(response);
     return !last;
 }
