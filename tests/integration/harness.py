@@ -179,9 +179,9 @@ class DovecotAuthClient:
         self.sock.close()
 
 
-class RawSMTP:
-    """A raw SMTP client: bytes out, whole (multi-line) replies in. Takes a
-    port on 127.0.0.1 or an already connected (maybe TLS) socket."""
+class RawLineClient:
+    """Bytes out, CRLF-terminated lines in, over a port on 127.0.0.1 or an
+    already connected (maybe TLS) socket: what RawSMTP and RawPOP3 share."""
 
     def __init__(self, port_or_socket, timeout=10):
         if isinstance(port_or_socket, int):
@@ -193,29 +193,15 @@ class RawSMTP:
     def send(self, data):
         self.sock.sendall(data if isinstance(data, bytes) else data.encode())
 
-    def line(self):
+    def raw_line(self):
+        """The next line without its CRLF, as bytes."""
         while b"\r\n" not in self.buffer:
             chunk = self.sock.recv(65536)
             if not chunk:
-                raise ConnectionError("closed; buffered %r" % self.buffer)
+                raise ConnectionError("closed; buffered %r" % self.buffer[:200])
             self.buffer += chunk
         line, self.buffer = self.buffer.split(b"\r\n", 1)
-        return line.decode(errors="replace")
-
-    def reply(self):
-        """Every line of the next reply."""
-        lines = [self.line()]
-        while len(lines[-1]) > 3 and lines[-1][3] == "-":
-            lines.append(self.line())
-        return lines
-
-    def code(self):
-        """The last line of the next reply: "250 2.1.0 Ok"."""
-        return self.reply()[-1]
-
-    def cmd(self, line):
-        self.send(line + "\r\n")
-        return self.code()
+        return line
 
     def closed(self, timeout=5):
         """True when the server closes the connection (after its output)."""
@@ -233,6 +219,29 @@ class RawSMTP:
 
     def close(self):
         self.sock.close()
+
+
+class RawSMTP(RawLineClient):
+    """A raw SMTP client: bytes out, whole (multi-line) replies in. Takes a
+    port on 127.0.0.1 or an already connected (maybe TLS) socket."""
+
+    def line(self):
+        return self.raw_line().decode(errors="replace")
+
+    def reply(self):
+        """Every line of the next reply."""
+        lines = [self.line()]
+        while len(lines[-1]) > 3 and lines[-1][3] == "-":
+            lines.append(self.line())
+        return lines
+
+    def code(self):
+        """The last line of the next reply: "250 2.1.0 Ok"."""
+        return self.reply()[-1]
+
+    def cmd(self, line):
+        self.send(line + "\r\n")
+        return self.code()
 
 
 def tls_context():
@@ -511,30 +520,14 @@ def port_open(port):
         return False
 
 
-class RawPOP3:
+class RawPOP3(RawLineClient):
     """A raw POP3 client (RFC 1939): bytes out, status lines and multi-line
     bodies in. Takes a port on 127.0.0.1 or an already connected (maybe
     TLS) socket; reads the greeting only when asked (greeting())."""
 
-    def __init__(self, port_or_socket, timeout=10):
-        if isinstance(port_or_socket, int):
-            self.sock = socket.create_connection(("127.0.0.1", port_or_socket), timeout=timeout)
-        else:
-            self.sock = port_or_socket
-        self.buffer = b""
-
-    def send(self, data):
-        self.sock.sendall(data if isinstance(data, bytes) else data.encode())
-
     def line(self):
         """The next line without its CRLF, as bytes."""
-        while b"\r\n" not in self.buffer:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise ConnectionError("closed; buffered %r" % self.buffer[:200])
-            self.buffer += chunk
-        line, self.buffer = self.buffer.split(b"\r\n", 1)
-        return line
+        return self.raw_line()
 
     def status(self):
         """The next status line ("+OK ..." or "-ERR ...") as text."""
@@ -572,23 +565,6 @@ class RawPOP3:
         if not first.startswith("+OK"):
             return first
         return self.cmd("PASS " + password)
-
-    def closed(self, timeout=5):
-        """True when the server closes the connection (after its output)."""
-        self.sock.settimeout(timeout)
-        try:
-            while True:
-                chunk = self.sock.recv(65536)
-                if not chunk:
-                    return True
-                self.buffer += chunk
-        except (ConnectionResetError, BrokenPipeError):
-            return True
-        except socket.timeout:
-            return False
-
-    def close(self):
-        self.sock.close()
 
 
 def sanitizer_clean(log_text):
