@@ -495,7 +495,7 @@ maximal_backoff_time = 2s
         """Contents of the messages in the user's Maildir new/ (bytes), oldest first."""
         new = os.path.join(self.maildir(address), "new")
         try:
-            names = sorted(os.listdir(new), key=lambda n: (n.split(".")[0], n))
+            names = sorted(os.listdir(new), key=maildir_order)
         except FileNotFoundError:
             return []
         out = []
@@ -598,6 +598,15 @@ def smtp_send(port, sender, recipients, message, helo="client.test"):
         refused = smtp.sendmail(sender, recipients, message, mail_options=["BODY=8BITMIME"])
     if refused:
         fail("SMTP refused %r" % refused)
+
+
+def maildir_order(name):
+    """Sort key for Maildir file names: delivery second, then microsecond (M<usec>, not
+    zero-padded, so a string sort misorders two deliveries in the same second), then name."""
+    m = re.match(r"(\d+)\.(?:M(\d+))?", name)
+    if not m:
+        return (0, 0, name)
+    return (int(m.group(1)), int(m.group(2) or 0), name)
 
 
 def maildir_messages(maildir):
