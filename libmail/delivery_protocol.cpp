@@ -17,13 +17,6 @@ constexpr size_t kMaxPath = 4096;
 constexpr size_t kMaxCommand = 8192;
 constexpr size_t kMaxTargets = 10000;
 
-bool has_control(std::string_view text) {
-    for (char c : text) {
-        unsigned char byte = static_cast<unsigned char>(c);
-        if (byte < 0x20 || byte == 0x7f) return true;
-    }
-    return false;
-}
 
 // An absolute path without "." or ".." components or control characters:
 // deliverd writes where it is told, so the path must mean what it says.
@@ -46,26 +39,7 @@ Result<std::string> required(const ipc::Frame& frame, std::string_view name, std
     return std::string(*value);
 }
 
-Result<uint64_t> parse_decimal(std::string_view text) {
-    if (text.empty() || text.size() > 20) return make_error("not a decimal number");
-    uint64_t value = 0;
-    for (char c : text) {
-        if (c < '0' || c > '9') return make_error("not a decimal number");
-        uint64_t digit = static_cast<uint64_t>(c - '0');
-        if (value > (UINT64_MAX - digit) / 10) return make_error("number too large");
-        value = value * 10 + digit;
-    }
-    return value;
-}
 
-Result<ipc::Frame> decode_nested(std::string_view data, std::string_view what) {
-    ipc::Frame frame;
-    size_t consumed = 0;
-    std::string error;
-    if (ipc::decode(data, frame, consumed, error) != ipc::DecodeStatus::complete || consumed != data.size())
-        return make_error(fmt::format("{}: malformed nested frame{}{}", what, error.empty() ? "" : ": ", error));
-    return frame;
-}
 
 Result<Target> decode_target(std::string_view data, size_t index) {
     std::string where = fmt::format("delivery {}", index);
@@ -126,6 +100,38 @@ Result<Target> decode_target(std::string_view data, size_t index) {
     return target;
 }
 
+
+}  // namespace
+
+bool has_control(std::string_view text) {
+    for (char c : text) {
+        unsigned char byte = static_cast<unsigned char>(c);
+        if (byte < 0x20 || byte == 0x7f) return true;
+    }
+    return false;
+}
+
+Result<uint64_t> parse_decimal(std::string_view text) {
+    if (text.empty() || text.size() > 20) return make_error("not a decimal number");
+    uint64_t value = 0;
+    for (char c : text) {
+        if (c < '0' || c > '9') return make_error("not a decimal number");
+        uint64_t digit = static_cast<uint64_t>(c - '0');
+        if (value > (UINT64_MAX - digit) / 10) return make_error("number too large");
+        value = value * 10 + digit;
+    }
+    return value;
+}
+
+Result<ipc::Frame> decode_nested(std::string_view data, std::string_view what) {
+    ipc::Frame frame;
+    size_t consumed = 0;
+    std::string error;
+    if (ipc::decode(data, frame, consumed, error) != ipc::DecodeStatus::complete || consumed != data.size())
+        return make_error(fmt::format("{}: malformed nested frame{}{}", what, error.empty() ? "" : ": ", error));
+    return frame;
+}
+
 bool valid_dsn(std::string_view dsn, Outcome outcome) {
     // RFC 3463 §2: class "." subject "." detail, 1-3 digits each.
     char expected = outcome == Outcome::sent ? '2' : outcome == Outcome::deferred ? '4' : '5';
@@ -140,8 +146,6 @@ bool valid_dsn(std::string_view dsn, Outcome outcome) {
     }
     return true;
 }
-
-}  // namespace
 
 std::string_view outcome_name(Outcome outcome) {
     switch (outcome) {

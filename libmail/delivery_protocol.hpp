@@ -53,6 +53,14 @@ struct TargetResult {
 
 std::string_view outcome_name(Outcome outcome);
 
+// Shared by the protocols between daemons (delivery, relay).
+bool has_control(std::string_view text);  // any byte < 0x20 or 0x7f
+Result<uint64_t> parse_decimal(std::string_view text);
+// One nested frame that must be exactly `data`; `what` names it in errors.
+Result<ipc::Frame> decode_nested(std::string_view data, std::string_view what);
+// RFC 3463 class.subject.detail whose class fits the outcome (2, 4, 5).
+bool valid_dsn(std::string_view dsn, Outcome outcome);
+
 ipc::Frame encode_request(const Request& request);
 // Validates every field (kinds, formats, absolute paths, non-empty
 // recipient, decimal quota); an invalid request is an error, never a guess.

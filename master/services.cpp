@@ -114,6 +114,19 @@ Result<std::vector<ServiceSpec>> build_table(const config::Config& config) {
     if (pop3d.listeners.empty()) pop3d.enabled = false;
     services.push_back(std::move(pop3d));
 
+    // relayd: qmgr's unix socket only (it connects out, never listens on
+    // the network). The relay host credentials file is opened by master,
+    // as root, and given to relayd as its standard input.
+    ServiceSpec relayd;
+    relayd.name = "relayd";
+    relayd.program = "relayd";
+    relayd.owner_parameter = "mail_owner";
+    relayd.enabled = config.boolean("relayd", "enabled");
+    relayd.processes = static_cast<int>(config.integer("relayd", "processes"));
+    relayd.listeners = {{"relay", ListenerSpec::Kind::unix_stream, config.path("relayd_socket"), 0, 0666}};
+    relayd.stdin_file = config.path("relayd", "relayhost_credentials");
+    services.push_back(std::move(relayd));
+
     return services;
 }
 

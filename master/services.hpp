@@ -34,6 +34,10 @@ struct ServiceSpec {
     bool enabled = true;
     int processes = 1;
     std::vector<ListenerSpec> listeners;
+    // A file master opens (as root) at each start and gives the process as
+    // its standard input, e.g. relayd's relay host credentials; empty: none
+    // (standard input is /dev/null).
+    std::string stdin_file;
 };
 
 // Every service facteur has, in start order (authd first: the others ask

@@ -170,13 +170,24 @@ Result<pid_t> Supervisor::spawn(Service& service) {
     for (const UniqueFd& socket : service.sockets) fds.push_back(socket.get());
     std::optional<system::Account> account = service.account;
     pid_t parent = getpid();
+    UniqueFd stdin_file;
+    if (!service.spec.stdin_file.empty()) {
+        stdin_file = UniqueFd(open(service.spec.stdin_file.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
+        if (!stdin_file)
+            log::error("service={}: cannot open {}: {}", service.spec.name, service.spec.stdin_file,
+                       system::errno_text(errno));
+    }
+    const int stdin_fd = stdin_file.get();
 
     pid_t pid = fork();
     if (pid < 0) return make_error(fmt::format("fork: {}", system::errno_text(errno)));
     if (pid > 0) return pid;
 
-    // Child. Move the sockets above every target slot first, then down to
-    // 3, 4, ...: a plain dup2 loop could overwrite a socket not yet moved.
+    // Child. Standard input first (it may sit where a socket goes next).
+    int null_fd = stdin_fd >= 0 ? stdin_fd : open("/dev/null", O_RDONLY);
+    if (null_fd >= 0 && null_fd != STDIN_FILENO) dup2(null_fd, STDIN_FILENO);
+    // Move the sockets above every target slot first, then down to 3, 4,
+    // ...: a plain dup2 loop could overwrite a socket not yet moved.
     const int count = static_cast<int>(fds.size());
     const int high = daemon::kFirstInheritedFd + count + 64;
     for (int& fd : fds) {
@@ -186,11 +197,6 @@ Result<pid_t> Supervisor::spawn(Service& service) {
     }
     for (int i = 0; i < count; ++i) {
         if (dup2(fds[static_cast<size_t>(i)], daemon::kFirstInheritedFd + i) < 0) _exit(127);
-    }
-    int null_fd = open("/dev/null", O_RDONLY);
-    if (null_fd >= 0) {
-        dup2(null_fd, STDIN_FILENO);
-        if (null_fd != STDIN_FILENO) close(null_fd);
     }
     close_range(static_cast<unsigned>(daemon::kFirstInheritedFd + count), ~0U, 0);
 
