@@ -5,6 +5,9 @@
 
 #include <fmt/format.h>
 
+#include "libmail/ascii.hpp"
+#include "libmail/relay_protocol.hpp"
+
 namespace facteur::master {
 namespace {
 
@@ -158,6 +161,14 @@ Result<std::pair<std::string, uint16_t>> parse_listen_address(std::string_view t
 Status check_services(const config::Config& config) {
     auto table = build_table(config);
     if (!table) return make_error(table.error());
+    // Mistakes that would otherwise only show when mail goes out.
+    if (std::string relayhost = config.string("relayhost"); !relayhost.empty()) {
+        if (auto hop = relay::parse_nexthop(relayhost); !hop) return make_error("relayhost: " + hop.error());
+    }
+    std::string level = ascii::lowercase(config.string("relayd", "tls_security_level"));
+    if (level != "none" && level != "may" && level != "encrypt" && level != "verify")
+        return make_error(fmt::format("[relayd] tls_security_level = {}: expected none, may, encrypt or verify",
+                                      config.string("relayd", "tls_security_level")));
     return {};
 }
 
