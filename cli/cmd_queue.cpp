@@ -1,4 +1,4 @@
-// `facteur queue list|show|flush|hold|release|delete|requeue`: look at and
+// `facteur queue list|show|flush [DOMAIN]|hold|release|delete|requeue`: look at and
 // steer the mail queue through qmgr's socket (libmail/queue_control.hpp);
 // only qmgr moves queue files, so the CLI never touches the spool itself.
 #include <memory>
@@ -17,6 +17,7 @@ namespace {
 
 struct QueueArguments {
     std::string id;
+    std::string domain;
     bool json = false;
 };
 
@@ -87,12 +88,24 @@ int show(const Context& context, const std::string& id) {
     return kExitOk;
 }
 
-int flush(const Context& context) {
-    auto reply = ask_qmgr(context, queue_control::Op::flush);
+// flush [DOMAIN]: DOMAIN alone is that domain, "@DOMAIN" also its
+// subdomains (like ETRN, RFC 1985 §5.3).
+int flush(const Context& context, std::string domain) {
+    bool subdomains = !domain.empty() && domain.front() == '@';
+    if (subdomains) domain.erase(0, 1);
+    Result<ipc::Frame> reply = make_error("");
+    if (domain.empty()) {
+        reply = ask_qmgr(context, queue_control::Op::flush);
+    } else {
+        auto config = context.load_config();
+        if (!config) return fail(config.error());
+        reply = queue_control::call(config->path("qmgr_socket"), queue_control::flush_request(domain, subdomains));
+    }
     if (!reply) return fail(reply.error());
     auto count = queue_control::decode_count_reply(*reply);
     if (!count) return fail(fmt::format("flush: {}", count.error()));
-    report(fmt::format("{} deferred message{} flushed (retried now)", *count, *count == 1 ? "" : "s"));
+    std::string scope = domain.empty() ? "" : fmt::format(" for {}{}", subdomains ? "@" : "", domain);
+    report(fmt::format("{} deferred message{}{} flushed (retried now)", *count, *count == 1 ? "" : "s", scope));
     return kExitOk;
 }
 
@@ -136,9 +149,19 @@ void register_queue_commands(CLI::App& app, Context& context) {
     show_command->add_option("ID", arguments->id, "Queue id")->required()->check(queue_id_validator(false));
     show_command->callback([&context, arguments] { context.exit_code = show(context, arguments->id); });
 
-    queue->add_subcommand("flush", "Retry every deferred message now")->callback([&context] {
-        context.exit_code = flush(context);
-    });
+    CLI::App* flush_command =
+        queue->add_subcommand("flush", "Retry deferred messages now: all, or those with recipients in DOMAIN");
+    flush_command
+        ->add_option("DOMAIN", arguments->domain, "Only mail for this domain; @DOMAIN also for its subdomains")
+        ->check(CLI::Validator(
+            [](std::string& value) -> std::string {
+                std::string_view domain = value;
+                if (!domain.empty() && domain.front() == '@') domain.remove_prefix(1);
+                if (queue_control::valid_flush_domain(domain)) return {};
+                return fmt::format("'{}' is not a domain name", log::printable(value, 64));
+            },
+            "DOMAIN"));
+    flush_command->callback([&context, arguments] { context.exit_code = flush(context, arguments->domain); });
 
     struct Change {
         const char* name;

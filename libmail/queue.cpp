@@ -592,6 +592,26 @@ Result<std::string> Reader::message_prefix(size_t limit) const {
     return out;
 }
 
+Result<std::string> Reader::read_range(uint64_t offset, size_t max) const {
+    std::string out;
+    uint64_t start = 0;  // message offset of the current chunk
+    for (const auto& [file_offset, length] : chunks_) {
+        if (out.size() >= max) break;
+        uint64_t end = start + length;
+        if (offset < end) {
+            uint64_t skip = offset > start ? offset - start : 0;
+            size_t take = static_cast<size_t>(std::min<uint64_t>(length - skip, max - out.size()));
+            size_t had = out.size();
+            out.resize(had + take);
+            if (Status s = read_exact_at(fd_.get(), out.data() + had, take, file_offset + skip); !s)
+                return make_error(s.error());
+            offset += take;
+        }
+        start = end;
+    }
+    return out;
+}
+
 // ---------------------------------------------------------------------------
 std::string_view recipient_state_name(RecipientState state) {
     switch (state) {
@@ -612,10 +632,16 @@ bool StatusLog::all_done() const {
 }
 
 std::string format_recipient_line(size_t index, const RecipientStatus& status) {
-    std::string dsn = status.dsn.empty() ? "-" : clean_reason(status.dsn);
-    std::replace(dsn.begin(), dsn.end(), ' ', '_');
-    return fmt::format("r {} {} {} {} {}\n", index, recipient_state_name(status.state), status.time, dsn,
-                       clean_reason(status.reason));
+    auto word = [](std::string_view text) {
+        std::string out = text.empty() ? "-" : clean_reason(text);
+        std::replace(out.begin(), out.end(), ' ', '_');
+        return out;
+    };
+    if (status.relay.empty() && !status.remote_dsn)
+        return fmt::format("r {} {} {} {} {}\n", index, recipient_state_name(status.state), status.time,
+                           word(status.dsn), clean_reason(status.reason));
+    return fmt::format("x {} {} {} {} {} {} {}\n", index, recipient_state_name(status.state), status.time,
+                       word(status.dsn), word(status.relay), status.remote_dsn ? "y" : "n", clean_reason(status.reason));
 }
 
 StatusLog parse_status_log(std::string_view text, size_t recipient_count) {
@@ -635,13 +661,21 @@ StatusLog parse_status_log(std::string_view text, size_t recipient_count) {
         std::string_view kind = next_word();
         if (kind == "b") {
             log.bounce_queued = true;
+        } else if (kind == "w") {
+            log.delay_warned = true;
         } else if (kind == "n") {
             if (auto time = parse_number<int64_t>(next_word())) log.next_attempt = *time;
-        } else if (kind == "r") {
+        } else if (kind == "r" || kind == "x") {
             auto index = parse_number<size_t>(next_word());
             std::string_view state = next_word();
             auto time = parse_number<int64_t>(next_word());
             std::string_view dsn = next_word();
+            std::string_view relay, remote_dsn = "n";
+            if (kind == "x") {
+                relay = next_word();
+                remote_dsn = next_word();
+                if (relay.empty() || (remote_dsn != "y" && remote_dsn != "n")) continue;
+            }
             if (!index || *index >= recipient_count || !time) continue;
             RecipientStatus& status = log.recipients[*index];
             RecipientState parsed;
@@ -659,6 +693,8 @@ StatusLog parse_status_log(std::string_view text, size_t recipient_count) {
             status.time = *time;
             status.dsn = dsn == "-" ? "" : std::string(dsn);
             status.reason = std::string(line);
+            status.relay = relay == "-" ? "" : std::string(relay);
+            status.remote_dsn = remote_dsn == "y";
         }
     }
     return log;

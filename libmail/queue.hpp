@@ -176,6 +176,10 @@ public:
     Result<std::string> message(uint64_t limit = UINT64_MAX) const;
     // The first `limit` bytes of the message (for headers).
     Result<std::string> message_prefix(size_t limit) const;
+    // Up to `max` message bytes starting at message offset `offset` (empty at
+    // or past the end): lets relayd pull the message in small pieces under
+    // output back-pressure instead of holding it whole.
+    Result<std::string> read_range(uint64_t offset, size_t max) const;
 
 private:
     Reader() = default;
@@ -192,8 +196,16 @@ private:
 // are made printable with CR/LF removed. A torn last line (crash during
 // append) is ignored.
 //   "r <index> <state> <unix time> <dsn> <reason>"
+//   "x <index> <state> <unix time> <dsn> <relay> <remote dsn> <reason>"
+//                        the same for an outcome relayd reported: <relay> is
+//                        the server that answered ("mx.example[192.0.2.1]:25",
+//                        "-" for none), <remote dsn> "y" when that server took
+//                        over the DSN duties (RFC 3461 §6.2.3), else "n"
 //   "n <unix time>"      next attempt no earlier than this
 //   "b"                  the bounce/DSN for this message has been queued
+//   "w"                  the delay warning (RFC 3464 action delayed) has been
+//                        queued: it is sent once per message
+// Logs written before "x" and "w" existed parse unchanged.
 enum class RecipientState { pending, sent, deferred, bounced, expanded };
 std::string_view recipient_state_name(RecipientState state);
 
@@ -203,18 +215,25 @@ struct RecipientStatus {
     std::string dsn;     // "2.0.0", "4.2.2", "5.1.1"
     std::string reason;  // diagnostic text
     int attempts = 0;    // outcomes logged so far for this recipient
+    // Outcomes from relayd: the remote server ("host[address]:port"), empty
+    // for local outcomes and when no server was reached; and whether it
+    // accepted the DSN request, so that success reports are its job.
+    std::string relay;
+    bool remote_dsn = false;
 };
 
 struct StatusLog {
     std::vector<RecipientStatus> recipients;  // sized to the envelope
     int64_t next_attempt = 0;
     bool bounce_queued = false;
+    bool delay_warned = false;
     // A recipient is done when sent, bounced or expanded.
     bool all_done() const;
 };
 
 // Pure: parses the text of a log for an envelope with `recipient_count`.
 StatusLog parse_status_log(std::string_view text, size_t recipient_count);
+// An "r" line, or an "x" line when `status` has a relay or remote_dsn.
 std::string format_recipient_line(size_t index, const RecipientStatus& status);
 
 // Reads log/<id> (missing = nothing logged yet).

@@ -15,6 +15,7 @@
 
 #include <fmt/format.h>
 
+#include "libmail/ascii.hpp"
 #include "libmail/queue.hpp"
 #include "libmail/unique_fd.hpp"
 
@@ -161,6 +162,33 @@ ipc::Frame request(Op op, std::string_view id) {
     return frame;
 }
 
+ipc::Frame flush_request(std::string_view domain, bool subdomains) {
+    ipc::Frame frame = request(Op::flush);
+    frame.add("domain", std::string(domain));
+    if (subdomains) frame.add("subdomains", "yes");
+    return frame;
+}
+
+bool valid_flush_domain(std::string_view domain) {
+    if (domain.empty() || domain.size() > 255 || domain.front() == '.' || domain.back() == '.') return false;
+    char previous = '.';
+    for (char c : domain) {
+        bool label = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
+        if (c == '.' ? previous == '.' : !label) return false;
+        previous = c;
+    }
+    return true;
+}
+
+bool address_in_domain(std::string_view address, std::string_view domain, bool subdomains) {
+    size_t at = address.rfind('@');
+    if (at == std::string_view::npos || domain.empty()) return false;
+    std::string_view own = address.substr(at + 1);
+    if (ascii::iequals(own, domain)) return true;
+    return subdomains && own.size() > domain.size() + 1 && own[own.size() - domain.size() - 1] == '.' &&
+           ascii::iequals(own.substr(own.size() - domain.size()), domain);
+}
+
 bool not_running(const std::string& socket_path) {
     struct stat info{};
     if (lstat(socket_path.c_str(), &info) != 0) return errno == ENOENT || errno == ENOTDIR;
@@ -252,7 +280,7 @@ Result<uint64_t> decode_count_reply(const ipc::Frame& reply) {
 Result<Request> decode_request(const ipc::Frame& frame) {
     Request request;
     std::optional<std::string_view> op_text;
-    std::optional<std::string_view> id;
+    std::optional<std::string_view> id, domain, subdomains;
     for (const auto& [name, value] : frame.attributes) {
         if (name == "op") {
             if (op_text) return make_error("repeated attribute 'op'");
@@ -260,6 +288,12 @@ Result<Request> decode_request(const ipc::Frame& frame) {
         } else if (name == "id") {
             if (id) return make_error("repeated attribute 'id'");
             id = value;
+        } else if (name == "domain") {
+            if (domain) return make_error("repeated attribute 'domain'");
+            domain = value;
+        } else if (name == "subdomains") {
+            if (subdomains) return make_error("repeated attribute 'subdomains'");
+            subdomains = value;
         } else {
             return make_error(fmt::format("unknown attribute '{}'", name));
         }
@@ -268,6 +302,16 @@ Result<Request> decode_request(const ipc::Frame& frame) {
     auto op = parse_op(*op_text);
     if (!op) return make_error(fmt::format("unknown op '{}'", *op_text));
     request.op = *op;
+    if ((domain || subdomains) && request.op != Op::flush)
+        return make_error(fmt::format("{} takes no domain", op_name(request.op)));
+    if (subdomains && !domain) return make_error("flush: subdomains without a domain");
+    if (subdomains && *subdomains != "yes" && *subdomains != "no")
+        return make_error("flush: subdomains must be yes or no");
+    if (domain) {
+        if (!valid_flush_domain(*domain)) return make_error("flush: malformed domain");
+        request.domain = ascii::lowercase(*domain);
+        request.subdomains = subdomains && *subdomains == "yes";
+    }
     switch (request.op) {
     case Op::wakeup:
     case Op::list:

@@ -21,7 +21,12 @@ namespace facteur::queue_control {
 //                                 and `truncated` = how many were left out
 //   show   id                     reply ok + one `message` + `headers` (the
 //                                 message's header section, at most 64 KiB)
-//   flush                         retry every deferred message now
+//   flush  [domain [subdomains]]  retry every deferred message now; with
+//                                 `domain`, only those with a recipient not
+//                                 yet done in that domain (and, when
+//                                 `subdomains` = yes, in its subdomains:
+//                                 ETRN @domain, RFC 1985 §5.3); reply ok +
+//                                 `count` = messages retried
 //   hold | release | delete | requeue   id (a queue id, or "all")
 //                                 reply ok + `count` = messages affected
 // Replies: status=ok or status=error + error (see ipc::ok_reply).
@@ -58,6 +63,14 @@ struct Listing {
 
 // Client side.
 ipc::Frame request(Op op, std::string_view id = {});
+// flush for one domain (ETRN, `facteur queue flush DOMAIN`).
+ipc::Frame flush_request(std::string_view domain, bool subdomains);
+// What a flush domain may be: a DNS name (letters, digits, '-', '_', dots
+// between labels), at most 255 bytes. Case does not matter.
+bool valid_flush_domain(std::string_view domain);
+// Whether `address`'s domain (after its last '@') is `domain`, or one of
+// its subdomains when `subdomains` is set; case-insensitive.
+bool address_in_domain(std::string_view address, std::string_view domain, bool subdomains);
 // Blocking: connects to qmgr_socket, sends `request`, returns the reply
 // frame (status not checked: the decoders below do that). When nothing
 // listens on the socket the error reads "qmgr is not running (...)".
@@ -77,6 +90,8 @@ Result<uint64_t> decode_count_reply(const ipc::Frame& reply);
 struct Request {
     Op op = Op::wakeup;
     std::string id;  // a queue id, "all", or empty
+    std::string domain;  // flush: lower-cased; empty = every deferred message
+    bool subdomains = false;
 };
 Result<Request> decode_request(const ipc::Frame& request);
 inline constexpr size_t kMaxHeaders = 64 * 1024;  // `headers` in a show reply

@@ -6,7 +6,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <ctime>
+#include <map>
 
 #include <fmt/format.h>
 
@@ -33,6 +35,15 @@ RecipientStatus outcome(RecipientState state, std::string dsn, std::string reaso
     return status;
 }
 
+RecipientState state_of(delivery::Outcome outcome) {
+    switch (outcome) {
+    case delivery::Outcome::sent: return RecipientState::sent;
+    case delivery::Outcome::bounced: return RecipientState::bounced;
+    case delivery::Outcome::deferred: return RecipientState::deferred;
+    }
+    return RecipientState::deferred;
+}
+
 bool is_final(RecipientState state) {
     return state == RecipientState::sent || state == RecipientState::bounced || state == RecipientState::expanded;
 }
@@ -54,6 +65,7 @@ struct RecordResult {
     std::vector<std::pair<size_t, RecipientStatus>> outcomes;  // as finally logged
     std::vector<std::string> new_files;                      // expansions and the report
     std::string report_id;
+    std::string warning_id;  // the delay warning queued by this attempt
     bool report_discarded = false;  // failures of a null-sender message
 };
 
@@ -90,7 +102,11 @@ Result<std::string> write_report(const RecordPlan& plan, const std::vector<Repor
     input.envelope = plan.envelope;
     input.recipients = recipients;
     input.now = static_cast<std::time_t>(now_seconds());
-    if (returned_part(plan.envelope.ret, reader->message_size(), plan.settings.bounce_full_limit) == Returned::full) {
+    input.will_retry_until = static_cast<std::time_t>(plan.envelope.arrival_time + plan.settings.queue_lifetime);
+    bool has_failure = std::any_of(recipients.begin(), recipients.end(),
+                                   [](const ReportedRecipient& r) { return r.action == Action::failed; });
+    if (returned_part(plan.envelope.ret, reader->message_size(), plan.settings.bounce_full_limit, has_failure) ==
+        Returned::full) {
         auto message = reader->message(plan.settings.bounce_full_limit);
         if (!message) return make_error(message.error());
         input.original = std::move(*message);
@@ -175,10 +191,19 @@ RecordResult carry_out(RecordPlan plan) {
         for (size_t i = 0; i < merged.recipients.size(); ++i) {
             const RecipientStatus& status = merged.recipients[i];
             const queue::Recipient& recipient = plan.envelope.recipients[i];
-            if (status.state == RecipientState::bounced && wants_failure_report(recipient.notify))
-                reported.push_back({recipient.address, recipient.orcpt, false, status.dsn, status.reason});
-            else if (status.state == RecipientState::sent && wants_success_report(recipient.notify))
-                reported.push_back({recipient.address, recipient.orcpt, true, "2.0.0", status.reason});
+            if (status.state == RecipientState::bounced && wants_failure_report(recipient.notify)) {
+                reported.push_back({recipient.address, recipient.orcpt, Action::failed, status.dsn, status.reason,
+                                    status.relay});
+            } else if (status.state == RecipientState::sent && wants_success_report(recipient.notify)) {
+                // RFC 3461 §6.2.3: a next hop that took NOTIFY reports
+                // itself; one without DSN support leaves "relayed" to us
+                // (RFC 3464 §2.3.3). Local deliveries are "delivered".
+                if (status.relay.empty())
+                    reported.push_back({recipient.address, recipient.orcpt, Action::delivered, "2.0.0", status.reason, ""});
+                else if (!status.remote_dsn)
+                    reported.push_back(
+                        {recipient.address, recipient.orcpt, Action::relayed, "2.0.0", status.reason, status.relay});
+            }
         }
         if (!reported.empty() && !plan.before.bounce_queued) {
             if (plan.envelope.sender.empty()) {
@@ -211,6 +236,29 @@ RecordResult carry_out(RecordPlan plan) {
     }
 
     int64_t age = std::max<int64_t>(0, now - plan.envelope.arrival_time);
+    // Delay warning (RFC 3464 action delayed, like Postfix's
+    // delay_warning_time): once per message, never to the null sender, for
+    // the recipients still deferred that did not refuse NOTIFY=DELAY.
+    if (plan.settings.delay_warning > 0 && age >= plan.settings.delay_warning && !plan.before.delay_warned &&
+        !plan.envelope.sender.empty()) {
+        std::vector<ReportedRecipient> delayed;
+        for (size_t i = 0; i < merged.recipients.size(); ++i) {
+            const RecipientStatus& status = merged.recipients[i];
+            const queue::Recipient& recipient = plan.envelope.recipients[i];
+            if (status.state != RecipientState::deferred || !wants_delay_report(recipient.notify)) continue;
+            delayed.push_back({recipient.address, recipient.orcpt, Action::delayed, status.dsn, status.reason, status.relay});
+        }
+        if (delayed.empty()) {
+            lines += "w\n";  // nobody to warn, now or later
+        } else if (auto report = write_report(plan, delayed); report) {
+            result.warning_id = *report;
+            result.new_files.push_back(*report);
+            lines += "w\n";
+        } else {
+            // Tried again at the next deferral.
+            log::warning("{}: cannot queue the delay warning: {}", plan.id, report.error());
+        }
+    }
     result.next_attempt = now + backoff_seconds(age, plan.settings.minimal_backoff, plan.settings.maximal_backoff);
     lines += fmt::format("n {}\n", result.next_attempt);
     if (Status s = queue::append_status_log(plan.spool, plan.id, lines); !s) {
@@ -226,10 +274,48 @@ RecordResult carry_out(RecordPlan plan) {
     return result;
 }
 
+// A recipient authd resolved as ours (or, via the transport table, one it
+// should have been): the mailbox, the alias expansion, or "user unknown".
+void take_local(Attempt& attempt, const std::string& address, const auth_lookup::Resolution& resolution, int depth,
+                int max_depth) {
+    switch (resolution.kind) {
+    case auth_lookup::RecipientKind::local_user: {
+        const auth_lookup::UserInfo& user = *resolution.user;
+        attempt.kind = Attempt::Kind::mailbox;
+        attempt.target.recipient = address;
+        attempt.target.kind = delivery::Kind::mailbox;
+        attempt.target.user = user.address;
+        attempt.target.mail_path = user.mail_path;
+        attempt.target.format = user.format;
+        attempt.target.quota_bytes = user.quota_bytes;
+        return;
+    }
+    case auth_lookup::RecipientKind::alias:
+        attempt.kind = Attempt::Kind::done;
+        if (depth >= max_depth) {
+            attempt.outcome =
+                outcome(RecipientState::bounced, "5.4.6", "mail forwarding loop: alias expansion nested too deep");
+        } else if (resolution.targets.empty()) {
+            attempt.outcome = outcome(RecipientState::bounced, "5.1.1", "alias has no targets");
+        } else {
+            attempt.kind = Attempt::Kind::expand;
+            attempt.expansion = resolution.targets;
+        }
+        return;
+    case auth_lookup::RecipientKind::unknown_local:
+    case auth_lookup::RecipientKind::remote:
+        // remote: a domain the transport table routes here that is not ours.
+        attempt.kind = Attempt::Kind::done;
+        attempt.outcome = outcome(RecipientState::bounced, "5.1.1", "user unknown");
+        return;
+    }
+}
+
 }  // namespace
 
 void QueueManager::route(const std::shared_ptr<Job>& job) {
     const queue::Envelope& envelope = job->envelope;
+    job->transports = transports_;
     for (size_t i = 0; i < envelope.recipients.size(); ++i) {
         if (is_final(job->status.recipients[i].state)) continue;
         Attempt attempt;
@@ -248,9 +334,16 @@ void QueueManager::route(const std::shared_ptr<Job>& job) {
         }
         job->attempts.push_back(std::move(attempt));
     }
+    // Counted before any lookup starts, so that no answer can find the
+    // count at zero while others are still to be sent.
+    for (const Attempt& attempt : job->attempts)
+        if (attempt.kind == Attempt::Kind::lookup) ++job->lookups_outstanding;
+    if (job->lookups_outstanding == 0) {
+        resolved(job);
+        return;
+    }
     for (size_t a = 0; a < job->attempts.size(); ++a) {
         if (job->attempts[a].kind != Attempt::Kind::lookup) continue;
-        ++job->lookups_outstanding;
         const std::string& address = envelope.recipients[job->attempts[a].index].address;
         authd_.resolve(address, [this, job, a, alive = alive_](Result<auth_lookup::Resolution> resolution) {
             if (!*alive) return;
@@ -259,47 +352,67 @@ void QueueManager::route(const std::shared_ptr<Job>& job) {
             if (!resolution) {
                 attempt.kind = Attempt::Kind::done;
                 attempt.outcome = outcome(RecipientState::deferred, "4.3.0", "directory lookup failed: " + resolution.error());
+            } else if (resolution->kind == auth_lookup::RecipientKind::remote) {
+                route_remote(job, a);
             } else {
-                switch (resolution->kind) {
-                case auth_lookup::RecipientKind::local_user: {
-                    const auth_lookup::UserInfo& user = *resolution->user;
-                    attempt.kind = Attempt::Kind::mailbox;
-                    attempt.target.recipient = address;
-                    attempt.target.kind = delivery::Kind::mailbox;
-                    attempt.target.user = user.address;
-                    attempt.target.mail_path = user.mail_path;
-                    attempt.target.format = user.format;
-                    attempt.target.quota_bytes = user.quota_bytes;
-                    break;
-                }
-                case auth_lookup::RecipientKind::alias:
-                    if (job->envelope.expansion_depth >= settings_.max_expansion_depth) {
-                        attempt.kind = Attempt::Kind::done;
-                        attempt.outcome = outcome(RecipientState::bounced, "5.4.6",
-                                                  "mail forwarding loop: alias expansion nested too deep");
-                    } else if (resolution->targets.empty()) {
-                        attempt.kind = Attempt::Kind::done;
-                        attempt.outcome = outcome(RecipientState::bounced, "5.1.1", "alias has no targets");
-                    } else {
-                        attempt.kind = Attempt::Kind::expand;
-                        attempt.expansion = resolution->targets;
-                    }
-                    break;
-                case auth_lookup::RecipientKind::unknown_local:
-                    attempt.kind = Attempt::Kind::done;
-                    attempt.outcome = outcome(RecipientState::bounced, "5.1.1", "user unknown");
-                    break;
-                case auth_lookup::RecipientKind::remote:
-                    attempt.kind = Attempt::Kind::done;
-                    attempt.outcome = outcome(RecipientState::deferred, "4.4.1",
-                                              "remote delivery is not available: relayd is not part of this installation yet");
-                    break;
-                }
+                take_local(attempt, address, *resolution, job->envelope.expansion_depth, settings_.max_expansion_depth);
             }
             if (--job->lookups_outstanding == 0) resolved(job);
         });
     }
-    if (job->lookups_outstanding == 0) resolved(job);
+}
+
+void QueueManager::route_remote(const std::shared_ptr<Job>& job, size_t a) {
+    Attempt& attempt = job->attempts[a];
+    const std::string& address = job->envelope.recipients[attempt.index].address;
+    size_t at = address.rfind('@');
+    std::string domain = at == std::string::npos ? std::string() : address.substr(at + 1);
+    auto finish = [&attempt](RecipientState state, std::string dsn, std::string reason) {
+        attempt.kind = Attempt::Kind::done;
+        attempt.outcome = outcome(state, std::move(dsn), std::move(reason));
+    };
+    const Transport* transport = job->transports ? job->transports->find(domain) : nullptr;
+    std::optional<relay::Nexthop> nexthop = settings_.relayhost;
+    if (transport) {
+        switch (transport->kind) {
+        case Transport::Kind::local:
+            if (transport->local_domain.empty()) {
+                // authd already said this domain is not ours.
+                return finish(RecipientState::bounced, "5.1.1", "user unknown");
+            }
+            // Resolved as a local address of the other domain.
+            return resolve_locally(job, a, address.substr(0, at + 1) + transport->local_domain);
+        case Transport::Kind::error:
+            return finish(transport->status.front() == '4' ? RecipientState::deferred : RecipientState::bounced,
+                          transport->status, transport->text);
+        case Transport::Kind::smtp:
+            // "smtp" alone: the domain's own MX, whatever relayhost says.
+            nexthop = transport->nexthop;
+            break;
+        }
+    }
+    if (!nexthop) {
+        auto own = relay::parse_nexthop(domain);
+        if (!own) return finish(RecipientState::bounced, "5.1.2", "bad destination domain: " + own.error());
+        nexthop = std::move(*own);
+    }
+    attempt.kind = Attempt::Kind::relay;
+    attempt.nexthop = std::move(*nexthop);
+}
+
+void QueueManager::resolve_locally(const std::shared_ptr<Job>& job, size_t a, const std::string& address) {
+    ++job->lookups_outstanding;
+    authd_.resolve(address, [this, job, a, address, alive = alive_](Result<auth_lookup::Resolution> resolution) {
+        if (!*alive) return;
+        Attempt& attempt = job->attempts[a];
+        if (!resolution) {
+            attempt.kind = Attempt::Kind::done;
+            attempt.outcome = outcome(RecipientState::deferred, "4.3.0", "directory lookup failed: " + resolution.error());
+        } else {
+            take_local(attempt, address, *resolution, job->envelope.expansion_depth, settings_.max_expansion_depth);
+        }
+        if (--job->lookups_outstanding == 0) resolved(job);
+    });
 }
 
 void QueueManager::resolved(const std::shared_ptr<Job>& job) { deliver(job); }
@@ -310,16 +423,22 @@ void QueueManager::deliver(const std::shared_ptr<Job>& job) {
     request.queue_file = job->path;
     request.sender = job->envelope.sender;
     std::vector<size_t> sent_attempts;
+    // Recipients of one message with the same next hop travel together.
+    std::map<std::string, std::vector<size_t>> relay_groups;
     for (size_t a = 0; a < job->attempts.size(); ++a) {
         const Attempt& attempt = job->attempts[a];
+        if (attempt.kind == Attempt::Kind::relay) relay_groups[attempt.nexthop.text()].push_back(a);
         if (attempt.kind != Attempt::Kind::mailbox && attempt.kind != Attempt::Kind::pipe) continue;
         request.targets.push_back(attempt.target);
         sent_attempts.push_back(a);
     }
-    if (request.targets.empty()) {
+    job->calls_outstanding = relay_groups.size() + (request.targets.empty() ? 0 : 1);
+    if (job->calls_outstanding == 0) {
         record(job);
         return;
     }
+    for (auto& [hop, attempts] : relay_groups) relay(job, attempts);
+    if (request.targets.empty()) return;
     deliverd_.call(delivery::encode_request(request), [this, job, sent_attempts, alive = alive_](Result<ipc::Frame> reply) {
         if (!*alive) return;
         Result<std::vector<delivery::TargetResult>> results =
@@ -332,15 +451,50 @@ void QueueManager::deliver(const std::shared_ptr<Job>& job) {
                 continue;
             }
             const delivery::TargetResult& result = (*results)[k];
-            RecipientState state = result.outcome == delivery::Outcome::sent      ? RecipientState::sent
-                                   : result.outcome == delivery::Outcome::bounced ? RecipientState::bounced
-                                                                                  : RecipientState::deferred;
-            attempt.outcome = outcome(state, result.dsn, result.reason);
+            attempt.outcome = outcome(state_of(result.outcome), result.dsn, result.reason);
         }
         if (!results) log::warning("{}: delivery deferred: deliverd: {}", job->id, results.error());
-        record(job);
+        call_done(job);
     });
 }
+
+void QueueManager::relay(const std::shared_ptr<Job>& job, const std::vector<size_t>& attempts) {
+    relay::Request request;
+    request.queue_id = job->id;
+    request.queue_file = job->path;
+    request.nexthop = job->attempts[attempts.front()].nexthop;
+    for (size_t a : attempts) request.recipients.push_back(job->attempts[a].index);
+    if (job->relay_calls++ == 0) ++relay_jobs_;
+    relayd_.call(relay::encode_request(request), [this, job, attempts, hop = request.nexthop.text(),
+                                                  alive = alive_](Result<ipc::Frame> reply) {
+        if (!*alive) return;
+        auto results = reply ? relay::decode_reply(*reply, attempts.size())
+                             : Result<std::vector<relay::RecipientResult>>(make_error(reply.error()));
+        if (!results) log::warning("{}: delivery via {} deferred: relayd: {}", job->id, hop, results.error());
+        for (size_t k = 0; k < attempts.size(); ++k) {
+            Attempt& attempt = job->attempts[attempts[k]];
+            if (!results) {
+                attempt.outcome = outcome(RecipientState::deferred, "4.3.0", "relayd: " + results.error());
+                log::info("{}: to=<{}>, nexthop={}, relay=none, dsn=4.3.0, status=deferred (relayd: {})", job->id,
+                          log::printable(job->envelope.recipients[attempt.index].address), hop,
+                          log::printable(results.error()));
+                continue;
+            }
+            const relay::RecipientResult& result = (*results)[k];
+            attempt.outcome = outcome(state_of(result.outcome), result.dsn, result.reason);
+            attempt.outcome.relay = result.relay == "none" ? "" : result.relay;
+            attempt.outcome.remote_dsn = result.remote_dsn;
+        }
+        if (--job->relay_calls == 0) --relay_jobs_;
+        call_done(job);
+    });
+}
+
+void QueueManager::call_done(const std::shared_ptr<Job>& job) {
+    if (--job->calls_outstanding == 0) record(job);
+}
+
+bool QueueManager::all_waiting_on_relayd() const { return !in_flight_.empty() && in_flight_.size() == relay_jobs_; }
 
 void QueueManager::record(const std::shared_ptr<Job>& job) {
     RecordPlan plan;
@@ -378,6 +532,8 @@ void QueueManager::record(const std::shared_ptr<Job>& job) {
                                    }
                                    if (!result.report_id.empty())
                                        log::info("{}: sender delivery status notification: {}", job->id, result.report_id);
+                                   if (!result.warning_id.empty())
+                                       log::info("{}: sender delay notification: {}", job->id, result.warning_id);
                                    if (result.report_discarded)
                                        log::info("{}: undeliverable message with the null sender discarded", job->id);
                                    Pending pending = Pending::none;

@@ -113,20 +113,9 @@ void QueueManager::handle_control(const ipc::Frame& frame, bool privileged, std:
             });
         return;
     }
-    case queue_control::Op::flush: {
-        uint64_t count = 0;
-        for (auto& [id, entry] : waiting_) {
-            if (entry.folder != queue::Folder::deferred) continue;
-            entry.next_attempt = 0;
-            due_.emplace(0, id);
-            ++count;
-        }
-        incoming_dirty_ = maildrop_dirty_ = true;
-        log::info("queue flush requested: {} deferred message(s) retried now", count);
-        schedule_pump();
-        respond(queue_control::count_reply(count));
+    case queue_control::Op::flush:
+        flush(*request, std::move(respond));
         return;
-    }
     case queue_control::Op::hold:
     case queue_control::Op::release:
     case queue_control::Op::remove:
@@ -143,6 +132,67 @@ void QueueManager::handle_control(const ipc::Frame& frame, bool privileged, std:
     }
     }
     respond(ipc::error_reply("unknown operation"));
+}
+
+void QueueManager::flush(const queue_control::Request& request, std::function<void(ipc::Frame)> respond) {
+    incoming_dirty_ = maildrop_dirty_ = true;
+    std::vector<std::string> deferred;
+    for (const auto& [id, entry] : waiting_)
+        if (entry.folder == queue::Folder::deferred) deferred.push_back(id);
+    if (request.domain.empty()) {
+        uint64_t count = retry_now(deferred);
+        log::info("queue flush requested: {} deferred message(s) retried now", count);
+        respond(queue_control::count_reply(count));
+        return;
+    }
+    // ETRN / queue flush DOMAIN (RFC 1985): only the messages with a
+    // recipient still to do in that domain. Their envelopes and logs are
+    // read on the worker pool.
+    pool_.submit<std::vector<std::string>>(
+        [spool = spool_, deferred = std::move(deferred), domain = request.domain, subdomains = request.subdomains] {
+            std::vector<std::string> matching;
+            for (const std::string& id : deferred) {
+                auto reader = queue::Reader::open(spool.file_path(queue::Folder::deferred, id));
+                if (!reader) continue;  // moved on meanwhile
+                const queue::Envelope& envelope = reader->envelope();
+                auto status = queue::read_status_log(spool, id, envelope.recipients.size());
+                if (!status) continue;
+                for (size_t i = 0; i < envelope.recipients.size(); ++i) {
+                    queue::RecipientState state = status->recipients[i].state;
+                    bool done = state == queue::RecipientState::sent || state == queue::RecipientState::bounced ||
+                                state == queue::RecipientState::expanded;
+                    if (!done && queue_control::address_in_domain(envelope.recipients[i].address, domain, subdomains)) {
+                        matching.push_back(id);
+                        break;
+                    }
+                }
+            }
+            return matching;
+        },
+        [this, respond = std::move(respond), domain = request.domain, subdomains = request.subdomains,
+         alive = alive_](std::vector<std::string> matching) {
+            if (!*alive) return;
+            uint64_t count = retry_now(matching);
+            log::info("queue flush requested for {}{}: {} deferred message(s) retried now", subdomains ? "@" : "",
+                      domain, count);
+            respond(queue_control::count_reply(count));
+        });
+}
+
+// Makes deferred messages due now; the pump activates them at once (as
+// many as the concurrency limits allow, the rest as slots free up).
+uint64_t QueueManager::retry_now(const std::vector<std::string>& ids) {
+    uint64_t count = 0;
+    for (const std::string& id : ids) {
+        auto entry = waiting_.find(id);
+        // Gone, on hold, or already in delivery since the list was made.
+        if (entry == waiting_.end() || entry->second.folder != queue::Folder::deferred) continue;
+        entry->second.next_attempt = 0;
+        due_.emplace(0, id);
+        ++count;
+    }
+    schedule_pump();
+    return count;
 }
 
 uint64_t QueueManager::apply(queue_control::Op op, const std::string& id_or_all) {

@@ -44,12 +44,13 @@ void remove_stale(const std::string& folder, bool only_dot_tmp) {
 }  // namespace
 
 QueueManager::QueueManager(event::Loop& loop, queue::Spool spool, Settings settings, auth_lookup::Client& authd,
-                           ipc::AsyncClient& deliverd, event::WorkerPool& pool)
+                           ipc::AsyncClient& deliverd, RelayPool& relayd, event::WorkerPool& pool)
     : loop_(loop),
       spool_(std::move(spool)),
       settings_(std::move(settings)),
       authd_(authd),
       deliverd_(deliverd),
+      relayd_(relayd),
       pool_(pool),
       pump_timer_(loop, [this] { pump(); }),
       scan_timer_(loop,
@@ -115,11 +116,19 @@ void QueueManager::stop(std::function<void()> done) {
     deferred_timer_.cancel();
     pump_timer_.cancel();
     cleanup_timer_.cancel();
-    if (in_flight_.empty()) {
+    if (in_flight_.empty() || all_waiting_on_relayd()) {
+        if (!in_flight_.empty()) log_abandoned();
         done();
         return;
     }
     stopped_ = std::move(done);
+}
+
+void QueueManager::log_abandoned() const {
+    // A relayd request may take many minutes: qmgr does not wait. The files
+    // stay in active/ and start over at the next start (DESIGN §3: at worst
+    // a recipient gets the message twice).
+    log::info("{} message(s) waiting for relayd stay queued and are retried at the next start", in_flight_.size());
 }
 
 void QueueManager::schedule_pump() {
@@ -129,12 +138,16 @@ void QueueManager::schedule_pump() {
 
 void QueueManager::pump() {
     if (stopping_) return;
-    size_t limit = std::min(settings_.concurrency, settings_.active_limit);
+    // Messages waiting only for relayd do not hold local delivery slots
+    // (relayd's own limit is relay_concurrency, in the RelayPool).
+    auto room = [this] {
+        return in_flight_.size() - relay_jobs_ < settings_.concurrency && in_flight_.size() < settings_.active_limit;
+    };
     // Round robin between the sources so none starves the others.
     static constexpr int kSources = 3;
     int idle_sources = 0;
     int source = 0;
-    while (in_flight_.size() < limit && idle_sources < kSources) {
+    while (room() && idle_sources < kSources) {
         bool started = false;
         switch (source) {
         case 0: started = start_due_deferred(); break;
@@ -270,7 +283,8 @@ void QueueManager::arm_deferred_timer() {
 void QueueManager::finished(const std::string& id) {
     in_flight_.erase(id);
     if (stopping_) {
-        if (in_flight_.empty() && stopped_) {
+        if ((in_flight_.empty() || all_waiting_on_relayd()) && stopped_) {
+            if (!in_flight_.empty()) log_abandoned();
             auto done = std::move(stopped_);
             stopped_ = nullptr;
             done();

@@ -1,7 +1,8 @@
 // qmgr's scheduler (DESIGN §3, §4): picks messages up from incoming/ and
 // maildrop/, routes each recipient (authd), hands local deliveries to
 // deliverd, logs outcomes, retries with backoff, returns failures to the
-// sender, and carries out the admin's queue commands. The only process that
+// sender, and carries out the admin's queue commands. Remote recipients go
+// to relayd, routed by the transport table and relayhost. The only process that
 // moves files between queue folders.
 #pragma once
 
@@ -9,6 +10,7 @@
 #include <deque>
 #include <functional>
 #include <map>
+#include <optional>
 #include <memory>
 #include <set>
 #include <string>
@@ -20,8 +22,12 @@
 #include "libmail/ipc.hpp"
 #include "libmail/queue.hpp"
 #include "libmail/queue_control.hpp"
+#include "libmail/relay_protocol.hpp"
+#include "qmgr/relay_pool.hpp"
 
 namespace facteur::qmgr {
+
+class TransportTable;
 
 struct Settings {
     std::string hostname;
@@ -35,13 +41,17 @@ struct Settings {
     uint64_t message_size_limit = 50u << 20;
     uint64_t bounce_full_limit = 50000;  // larger originals come back as headers only
     int max_expansion_depth = 10;
-    bool relayd_available = false;  // remote recipients: relayd lands in a later issue
+    // Remote recipients: the relayhost (none: each domain's MX) unless the
+    // transport table says otherwise; relayd requests in flight at once.
+    std::optional<relay::Nexthop> relayhost;
+    size_t relay_concurrency = 100;
+    int64_t delay_warning = 4 * 3600;  // seconds; 0 = no delay warnings
 };
 
 class QueueManager {
 public:
     QueueManager(event::Loop& loop, queue::Spool spool, Settings settings, auth_lookup::Client& authd,
-                 ipc::AsyncClient& deliverd, event::WorkerPool& pool);
+                 ipc::AsyncClient& deliverd, RelayPool& relayd, event::WorkerPool& pool);
     ~QueueManager();
     QueueManager(const QueueManager&) = delete;
     QueueManager& operator=(const QueueManager&) = delete;
@@ -61,6 +71,10 @@ public:
 
     size_t in_flight() const { return in_flight_.size(); }
 
+    // The transport table for the next messages routed (start, SIGHUP);
+    // null = none.
+    void set_transports(std::shared_ptr<const TransportTable> table) { transports_ = std::move(table); }
+
 private:
     struct Job;
     struct Entry {
@@ -77,8 +91,14 @@ private:
     void activate(const std::string& id, queue::Folder from);
     void convert_maildrop(const std::string& id);
     void route(const std::shared_ptr<Job>& job);
+    void route_remote(const std::shared_ptr<Job>& job, size_t attempt);
+    void resolve_locally(const std::shared_ptr<Job>& job, size_t attempt, const std::string& address);
     void resolved(const std::shared_ptr<Job>& job);
     void deliver(const std::shared_ptr<Job>& job);
+    void relay(const std::shared_ptr<Job>& job, const std::vector<size_t>& attempts);
+    void call_done(const std::shared_ptr<Job>& job);
+    bool all_waiting_on_relayd() const;
+    void log_abandoned() const;
     void record(const std::shared_ptr<Job>& job);
     void finished(const std::string& id);
     void schedule_deferred(const std::string& id, int64_t next_attempt);
@@ -86,6 +106,8 @@ private:
     void cleanup_stale_files();
 
     // Control operations.
+    void flush(const queue_control::Request& request, std::function<void(ipc::Frame)> respond);
+    uint64_t retry_now(const std::vector<std::string>& ids);
     uint64_t apply(queue_control::Op op, const std::string& id_or_all);
     bool apply_one(queue_control::Op op, const std::string& id);
 
@@ -94,7 +116,10 @@ private:
     Settings settings_;
     auth_lookup::Client& authd_;
     ipc::AsyncClient& deliverd_;
+    RelayPool& relayd_;
     event::WorkerPool& pool_;
+    std::shared_ptr<const TransportTable> transports_;
+    size_t relay_jobs_ = 0;  // jobs in flight with a relayd request outstanding
 
     std::map<std::string, Entry> waiting_;              // deferred/ and hold/
     std::multimap<int64_t, std::string> due_;           // next attempt -> id (deferred only)

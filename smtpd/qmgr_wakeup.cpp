@@ -37,4 +37,16 @@ void QmgrWakeup::send() {
     });
 }
 
+void QmgrWakeup::flush(std::string_view domain, bool subdomains, std::function<void(Result<uint64_t>)> done) {
+    std::weak_ptr<bool> alive = alive_;
+    client_.call(queue_control::flush_request(domain, subdomains),
+                 [alive, done = std::move(done)](Result<ipc::Frame> reply) {
+                     if (alive.expired()) return;
+                     if (!reply) return done(make_error(reply.error()));
+                     auto count = queue_control::decode_count_reply(*reply);
+                     if (!count) return done(make_error(count.error()));
+                     done(*count);
+                 });
+}
+
 }  // namespace facteur::smtpd

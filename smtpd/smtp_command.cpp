@@ -114,6 +114,9 @@ Command parse_command(std::string_view line) {
         case Verb::auth:
             if (argument.empty()) return failed(command, CommandError::syntax, "Syntax: AUTH mechanism [initial-response]");
             break;
+        case Verb::etrn:
+            if (argument.empty()) return failed(command, CommandError::syntax, "Syntax: ETRN domain");
+            break;
         case Verb::vrfy:
         case Verb::expn:
             if (argument.empty()) return failed(command, CommandError::syntax, "argument required");
@@ -181,6 +184,31 @@ Result<AuthArgument> parse_auth_argument(std::string_view argument) {
             return make_error("Syntax: AUTH mechanism [initial-response]");
         if (!response.empty()) out.initial_response = response;
     }
+    return out;
+}
+
+Result<EtrnArgument> parse_etrn_argument(std::string_view argument) {
+    argument = trim(argument);
+    EtrnArgument out;
+    if (!argument.empty() && argument.front() == '@') {
+        out.kind = EtrnArgument::Kind::subdomains;
+        argument.remove_prefix(1);
+    } else if (!argument.empty() && argument.front() == '#') {
+        out.kind = EtrnArgument::Kind::queue;
+        argument.remove_prefix(1);
+    }
+    // A node name: a domain (RFC 1035 labels, '_' tolerated); a queue name
+    // is held to the same characters. No address literals: nothing is
+    // queued for those by name.
+    if (argument.empty() || argument.size() > 255 || argument.front() == '.' || argument.back() == '.')
+        return make_error("Syntax: ETRN domain");
+    char previous = '.';
+    for (char c : argument) {
+        bool label = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
+        if (c == '.' ? previous == '.' : !label) return make_error("Syntax: ETRN domain");
+        previous = c;
+    }
+    out.name = argument;
     return out;
 }
 

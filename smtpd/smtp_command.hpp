@@ -60,4 +60,13 @@ struct AuthArgument {
 };
 Result<AuthArgument> parse_auth_argument(std::string_view argument);
 
+// RFC 1985 §5: "ETRN" SP [ "@" / "#" ] domain. "@domain" asks for the
+// domain and its subdomains, "#name" for a named queue.
+struct EtrnArgument {
+    enum class Kind { domain, subdomains, queue };
+    Kind kind = Kind::domain;
+    std::string_view name;  // without the '@' or '#'
+};
+Result<EtrnArgument> parse_etrn_argument(std::string_view argument);
+
 }  // namespace facteur::smtpd

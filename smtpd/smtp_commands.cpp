@@ -1,5 +1,5 @@
 // Session-level SMTP commands: HELO, EHLO (and the extension list), RSET,
-// NOOP, QUIT, HELP, VRFY, EXPN, and the ones refused outright (TURN, ETRN).
+// NOOP, QUIT, HELP, VRFY, EXPN, and the one refused outright (TURN).
 #include <fmt/format.h>
 
 #include "libmail/log.hpp"
@@ -55,6 +55,7 @@ void Session::cmd_ehlo(const Command& command) {
     };
     if (services_.tls != nullptr && !connection_->is_tls()) lines.emplace_back("STARTTLS");
     if (auth_offered() && auth_user_.empty()) lines.emplace_back("AUTH PLAIN LOGIN");
+    if (etrn_offered()) lines.emplace_back("ETRN");
     lines.emplace_back("HELP");
     send_lines(250, "", lines);
 }
@@ -74,7 +75,7 @@ void Session::cmd_quit(const Command&) {
 
 void Session::cmd_help(const Command&) {
     send_lines(214, "2.0.0",
-               {"Commands: HELO EHLO MAIL RCPT DATA BDAT RSET NOOP QUIT HELP VRFY EXPN STARTTLS AUTH",
+               {"Commands: HELO EHLO MAIL RCPT DATA BDAT RSET NOOP QUIT HELP VRFY EXPN STARTTLS AUTH ETRN",
                 "See RFC 5321; extensions are listed in the EHLO reply"});
 }
 

@@ -41,7 +41,8 @@ const Session::CommandSpec Session::kCommands[] = {
     {Verb::vrfy, &Session::cmd_vrfy, kBeforeData},
     {Verb::expn, &Session::cmd_expn, kBeforeData},
     {Verb::turn, &Session::cmd_not_implemented, kAnyCommand},
-    {Verb::etrn, &Session::cmd_not_implemented, kAnyCommand},
+    // RFC 1985: outside a mail transaction, after HELO/EHLO.
+    {Verb::etrn, &Session::cmd_etrn, bit(State::greeted)},
     {Verb::starttls, &Session::cmd_starttls, kIdle},
     {Verb::auth, &Session::cmd_auth, bit(State::greeted)},
 };
@@ -227,6 +228,8 @@ std::string Session::sequence_error(Verb verb) const {
             return "Error: MAIL transaction in progress";
         case Verb::auth:
             return state_ == State::fresh ? "Error: send EHLO first" : "Error: MAIL transaction in progress";
+        case Verb::etrn:
+            return state_ == State::fresh ? "Error: send HELO/EHLO first" : "Error: MAIL transaction in progress";
         default:
             return "Error: bad sequence of commands";
     }

@@ -109,6 +109,10 @@ private:
     void cmd_not_implemented(const Command& command);
     bool auth_offered() const;
 
+    // ETRN (smtp_commands_etrn.cpp).
+    void cmd_etrn(const Command& command);
+    bool etrn_offered() const;
+
     // Envelope (smtp_commands_mail.cpp).
     void cmd_mail(const Command& command);
     void cmd_rcpt(const Command& command);

@@ -1,6 +1,6 @@
 """`facteur queue list|show|hold|release|requeue|flush|delete` and mailq
 against a running instance: a message for a remote domain stays deferred
-(relayd is not built yet), and the admin steers it. Messages are submitted
+(relayd is disabled here), and the admin steers it. Messages are submitted
 with sendmail(1) and with Python's smtplib on the submission port."""
 
 import json
@@ -172,7 +172,9 @@ def test_local_delivery(instance):
 def main():
     # Deferred mail must stay deferred while the listing is checked: no
     # retry (which moves it to active/) during the test.
-    with MailInstance(sections="[qmgr]\nminimal_backoff_time = 1h\nmaximal_backoff_time = 2h\n") as instance:
+    # relayd is disabled: remote mail must stay deferred while it is steered.
+    with MailInstance(sections="[qmgr]\nminimal_backoff_time = 1h\nmaximal_backoff_time = 2h\n"
+                               "[relayd]\nenabled = no\n") as instance:
         test_not_running(instance)
         instance.start()
         test_usage(instance)

@@ -187,8 +187,8 @@ TEST_CASE("damaged queue files are refused, never half-read") {
 }
 
 TEST_CASE("status log lines parse back; torn lines and final outcomes are safe") {
-    RecipientStatus sent{RecipientState::sent, 100, "2.0.0", "delivered to maildir", 0};
-    RecipientStatus deferred{RecipientState::deferred, 90, "4.2.2", "mailbox full\r\nr 1 sent 1 2.0.0 forged", 0};
+    RecipientStatus sent{RecipientState::sent, 100, "2.0.0", "delivered to maildir", 0, "", false};
+    RecipientStatus deferred{RecipientState::deferred, 90, "4.2.2", "mailbox full\r\nr 1 sent 1 2.0.0 forged", 0, "", false};
     std::string text = format_recipient_line(1, deferred) + format_recipient_line(0, sent) + "n 500\n" +
                        format_recipient_line(0, deferred) + "b\n" + "r 1 sent 5 2.0.0 torn";
     StatusLog log = parse_status_log(text, 2);
@@ -214,4 +214,44 @@ TEST_CASE("status log lines parse back; torn lines and final outcomes are safe")
     REQUIRE(after);
     CHECK(after->recipients[0].state == RecipientState::sent);
     CHECK(after->all_done());
+}
+
+TEST_CASE("status log: relayd outcomes keep the relay and the remote DSN flag; old logs still parse") {
+    RecipientStatus relayed{RecipientState::sent, 200, "2.0.0", "250 2.0.0 Ok: queued as X", 0, "mx.example.org[192.0.2.1]:25",
+                            false};
+    RecipientStatus handed{RecipientState::sent, 201, "2.0.0", "250 ok", 0, "mx.example.org[192.0.2.1]:25", true};
+    RecipientStatus refused{RecipientState::bounced, 202, "5.1.1", "550 5.1.1 <bob@example.org>: no such user", 0,
+                            "mx two[192.0.2.2]:25", false};
+    CHECK(format_recipient_line(0, relayed) ==
+          "x 0 sent 200 2.0.0 mx.example.org[192.0.2.1]:25 n 250 2.0.0 Ok: queued as X\n");
+    // Local outcomes keep the original line format.
+    RecipientStatus local{RecipientState::sent, 5, "2.0.0", "delivered to maildir", 0, "", false};
+    CHECK(format_recipient_line(3, local) == "r 3 sent 5 2.0.0 delivered to maildir\n");
+
+    std::string text = format_recipient_line(0, relayed) + format_recipient_line(1, handed) +
+                       format_recipient_line(2, refused) + "w\n";
+    StatusLog log = parse_status_log(text, 3);
+    CHECK(log.recipients[0].relay == "mx.example.org[192.0.2.1]:25");
+    CHECK_FALSE(log.recipients[0].remote_dsn);
+    CHECK(log.recipients[0].reason == "250 2.0.0 Ok: queued as X");
+    CHECK(log.recipients[1].remote_dsn);
+    CHECK(log.recipients[2].state == RecipientState::bounced);
+    CHECK(log.recipients[2].relay == "mx_two[192.0.2.2]:25");  // a space cannot split the fields
+    CHECK(log.recipients[2].reason == "550 5.1.1 <bob@example.org>: no such user");
+    CHECK(log.delay_warned);
+    CHECK_FALSE(log.bounce_queued);
+    CHECK(log.all_done());
+
+    // A log from before "x" and "w": same results as always, no relay.
+    StatusLog old = parse_status_log("r 0 deferred 10 4.4.1 no route\nn 70\nr 0 sent 80 2.0.0 ok\nb\n", 1);
+    CHECK(old.recipients[0].state == RecipientState::sent);
+    CHECK(old.recipients[0].relay.empty());
+    CHECK_FALSE(old.recipients[0].remote_dsn);
+    CHECK(old.recipients[0].attempts == 2);
+    CHECK_FALSE(old.delay_warned);
+    CHECK(old.bounce_queued);
+
+    // Malformed "x" lines are skipped like malformed "r" lines.
+    StatusLog bad = parse_status_log("x 0 sent 1 2.0.0 relay maybe text\nx 0 sent 1 2.0.0\n", 1);
+    CHECK(bad.recipients[0].state == RecipientState::pending);
 }

@@ -279,3 +279,48 @@ TEST_CASE("call reports an absent qmgr as not running", "[queue_control]") {
     REQUIRE_FALSE(reply);
     CHECK(reply.error().rfind("qmgr is not running (", 0) == 0);
 }
+
+TEST_CASE("flush for one domain (ETRN, queue flush DOMAIN) is built and checked", "[queue_control]") {
+    auto exact = decode_request(flush_request("Remote.TEST", false));
+    REQUIRE(exact);
+    CHECK(exact->op == Op::flush);
+    CHECK(exact->domain == "remote.test");
+    CHECK_FALSE(exact->subdomains);
+    CHECK_FALSE(flush_request("remote.test", false).get("subdomains"));
+    auto below = decode_request(flush_request("remote.test", true));
+    REQUIRE(below);
+    CHECK(below->subdomains);
+    auto all = decode_request(request(Op::flush));
+    REQUIRE(all);
+    CHECK(all->domain.empty());
+
+    using Attributes = std::vector<std::pair<std::string, std::string>>;
+    auto attributes = GENERATE(Attributes{{"op", "flush"}, {"domain", ""}},
+                               Attributes{{"op", "flush"}, {"domain", "a..test"}},
+                               Attributes{{"op", "flush"}, {"domain", "@remote.test"}},
+                               Attributes{{"op", "flush"}, {"domain", "remote.test\r\nx"}},
+                               Attributes{{"op", "flush"}, {"domain", std::string(256, 'a')}},
+                               Attributes{{"op", "flush"}, {"domain", "a.test"}, {"domain", "b.test"}},
+                               Attributes{{"op", "flush"}, {"subdomains", "yes"}},
+                               Attributes{{"op", "flush"}, {"domain", "a.test"}, {"subdomains", "maybe"}},
+                               Attributes{{"op", "list"}, {"domain", "a.test"}},
+                               Attributes{{"op", "hold"}, {"id", "all"}, {"domain", "a.test"}});
+    ipc::Frame frame;
+    for (const auto& [name, value] : attributes) frame.add(name, value);
+    CHECK_FALSE(decode_request(frame).ok());
+}
+
+TEST_CASE("which recipients a domain flush covers", "[queue_control]") {
+    CHECK(address_in_domain("bob@remote.test", "remote.test", false));
+    CHECK(address_in_domain("bob@REMOTE.test", "remote.test", false));
+    CHECK(address_in_domain("\"a@b\"@remote.test", "remote.test", false));
+    CHECK_FALSE(address_in_domain("bob@mx.remote.test", "remote.test", false));
+    CHECK(address_in_domain("bob@mx.remote.test", "remote.test", true));
+    CHECK(address_in_domain("bob@remote.test", "remote.test", true));
+    CHECK_FALSE(address_in_domain("bob@notremote.test", "remote.test", true));
+    CHECK_FALSE(address_in_domain("bob", "remote.test", true));
+    CHECK_FALSE(address_in_domain("bob@remote.test", "", true));
+    CHECK(valid_flush_domain("a-b_c.example"));
+    CHECK_FALSE(valid_flush_domain(".example"));
+    CHECK_FALSE(valid_flush_domain("#queue"));
+}

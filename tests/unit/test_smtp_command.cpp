@@ -149,3 +149,23 @@ TEST_CASE("MAIL/RCPT arguments: malformed") {
     INFO(text);
     CHECK_FALSE(split_mail_argument(text).ok());
 }
+
+TEST_CASE("ETRN arguments (RFC 1985 section 5)") {
+    auto plain = parse_etrn_argument("remote.test");
+    REQUIRE(plain.ok());
+    CHECK(plain->kind == EtrnArgument::Kind::domain);
+    CHECK(plain->name == "remote.test");
+    auto below = parse_etrn_argument(" @Remote.test ");
+    REQUIRE(below.ok());
+    CHECK(below->kind == EtrnArgument::Kind::subdomains);
+    CHECK(below->name == "Remote.test");
+    auto queue = parse_etrn_argument("#outbound");
+    REQUIRE(queue.ok());
+    CHECK(queue->kind == EtrnArgument::Kind::queue);
+    auto bad = GENERATE(as<std::string>{}, "", "@", "#", "a..b", ".a", "a.", "a b", "[192.0.2.1]", "a@b", "@@a",
+                        std::string(256, 'a'));
+    CAPTURE(bad);
+    CHECK_FALSE(parse_etrn_argument(bad).ok());
+    CHECK(parse_command("ETRN\r\n").error == CommandError::syntax);
+    CHECK(parse_command("etrn remote.test\r\n").verb == Verb::etrn);
+}

@@ -18,6 +18,7 @@
 #include "libmail/ipc.hpp"
 #include "libmail/log.hpp"
 #include "libmail/queue.hpp"
+#include "libmail/queue_control.hpp"
 #include "smtpd/qmgr_wakeup.hpp"
 #include "smtpd/smtp_session.hpp"
 #include "test_support.hpp"
@@ -257,4 +258,81 @@ TEST_CASE("session: error limit closes with 421 4.7.0") {
     fixture.settings.error_limit = 2;
     std::string text = fixture.converse("FOO\r\nBAR\r\nNOOP\r\n", 4);
     CHECK(codes(text) == std::vector<std::string>{"220", "500 5.5.2", "500 5.5.2", "421 4.7.0"});
+}
+
+namespace {
+
+// qmgr's socket as ETRN sees it: counts two messages for remote.test (and,
+// with subdomains, for its subdomains), none elsewhere; records requests.
+struct FakeQmgr {
+    std::vector<std::pair<std::string, bool>> flushes;  // domain, subdomains
+    std::unique_ptr<ipc::Server> server;
+
+    explicit FakeQmgr(Fixture& fixture) {
+        auto socket = event::listen_unix(fixture.dir.file("qmgr"), 0600);
+        REQUIRE(socket.ok());
+        server = std::make_unique<ipc::Server>(
+            fixture.loop, std::move(socket).value(),
+            [this](const ipc::Frame& frame, const ipc::PeerCredentials&, ipc::Server::Responder respond) {
+                auto request = queue_control::decode_request(frame);
+                if (!request || request->op != queue_control::Op::flush) {
+                    respond(ipc::error_reply("unexpected request"));
+                    return;
+                }
+                flushes.emplace_back(request->domain, request->subdomains);
+                respond(queue_control::count_reply(request->domain == "remote.test" ? 2 : 0));
+            });
+        fixture.qmgr = std::make_unique<QmgrWakeup>(fixture.loop, fixture.dir.file("qmgr"));
+    }
+};
+
+}  // namespace
+
+TEST_CASE("session: ETRN from an untrusted client is refused with 459 (RFC 1985)") {
+    Fixture fixture;
+    FakeQmgr qmgr(fixture);
+    std::string text = fixture.converse("EHLO c\r\nETRN remote.test\r\nETRN @remote.test\r\nQUIT\r\n", 5);
+    CHECK(codes(text) == std::vector<std::string>{"220", "250", "459 4.7.1", "459 4.7.1", "221 2.0.0"});
+    CHECK(text.find("459 4.7.1 remote.test: client not authorized\r\n") != std::string::npos);
+    CHECK(text.find("250-ETRN\r\n") != std::string::npos);  // announced on port 25
+    CHECK(qmgr.flushes.empty());
+}
+
+TEST_CASE("session: ETRN from an authenticated client asks qmgr to flush the domain") {
+    Fixture fixture;
+    fixture.settings.auth_requires_tls = false;
+    FakeQmgr qmgr(fixture);
+    std::string text = fixture.converse(
+        "ETRN remote.test\r\nEHLO c\r\nETRN remote.test\r\n"
+        "AUTH PLAIN AGFsaWNlQGV4YW1wbGUudGVzdABzZWNyZXQ=\r\n"
+        "ETRN Remote.TEST\r\nETRN @quiet.test\r\nETRN #outbound\r\nETRN bad..domain\r\nETRN\r\nETRN [192.0.2.1]\r\n"
+        "MAIL FROM:<alice@example.test>\r\nETRN remote.test\r\nRSET\r\nQUIT\r\n",
+        15);
+    CHECK(codes(text) == std::vector<std::string>{"220", "503 5.5.1", "250", "459 4.7.1", "235 2.7.0", "250 2.0.0",
+                                                   "251 2.0.0", "458 4.1.0", "501 5.5.4", "501 5.5.4", "501 5.5.4",
+                                                   "250 2.1.0", "503 5.5.1", "250 2.0.0", "221 2.0.0"});
+    CHECK(text.find("250 2.0.0 Queuing for node Remote.TEST started\r\n") != std::string::npos);
+    CHECK(text.find("251 2.0.0 OK, no messages waiting for node quiet.test\r\n") != std::string::npos);
+    CHECK(text.find("503 5.5.1 Error: MAIL transaction in progress\r\n") != std::string::npos);
+    CHECK(qmgr.flushes ==
+          std::vector<std::pair<std::string, bool>>{{"remote.test", false}, {"quiet.test", true}});
+}
+
+TEST_CASE("session: ETRN when qmgr cannot be reached answers 458 4.3.0") {
+    Fixture fixture;
+    fixture.settings.auth_requires_tls = false;
+    std::string text = fixture.converse(
+        "EHLO c\r\nAUTH PLAIN AGFsaWNlQGV4YW1wbGUudGVzdABzZWNyZXQ=\r\nETRN remote.test\r\nQUIT\r\n", 5);
+    CHECK(codes(text) == std::vector<std::string>{"220", "250", "235 2.7.0", "458 4.3.0", "221 2.0.0"});
+}
+
+TEST_CASE("session: ETRN is announced on submission only after AUTH") {
+    Fixture fixture;
+    fixture.settings.auth_requires_tls = false;
+    std::string text = fixture.converse(
+        "EHLO c\r\nAUTH PLAIN AGFsaWNlQGV4YW1wbGUudGVzdABzZWNyZXQ=\r\nEHLO c\r\nQUIT\r\n", 5, PortKind::submission);
+    size_t second_ehlo = text.find("235 2.7.0");
+    REQUIRE(second_ehlo != std::string::npos);
+    CHECK(text.find("ETRN") > second_ehlo);
+    CHECK(text.find("250-ETRN\r\n", second_ehlo) != std::string::npos);
 }
