@@ -100,6 +100,39 @@ Result<UniqueFd> connect_unix(const std::string& path);
 Result<UniqueFd> connect_unix_nonblocking(const std::string& path);
 Result<uint16_t> local_port(int fd);
 
+// A non-blocking outgoing TCP connection (relayd's SMTP client). `address`
+// is a numeric IPv4 or IPv6 address ("[::1]" accepted); `bind_address`, when
+// not empty, a numeric source address of the same family. `done` runs
+// exactly once, always later on the loop (never inside connect_tcp), with a
+// connected non-blocking CLOEXEC socket or an error text such as
+// "Connection refused" or "Connection timed out" (the caller adds which
+// host it was). Destroying the handle first cancels the attempt: `done`
+// then never runs.
+class TcpConnect {
+public:
+    using Done = std::function<void(Result<UniqueFd>)>;
+    TcpConnect(Loop& loop, Done done);
+    ~TcpConnect();
+    TcpConnect(const TcpConnect&) = delete;
+    TcpConnect& operator=(const TcpConnect&) = delete;
+
+private:
+    friend std::unique_ptr<TcpConnect> connect_tcp(Loop&, std::string_view, uint16_t, std::string_view,
+                                                   std::chrono::milliseconds, TcpConnect::Done);
+    void begin(std::string_view address, uint16_t port, std::string_view bind_address,
+               std::chrono::milliseconds timeout);
+    void fail_later(std::string error);
+    static void on_event(int fd, short what, void* self);
+    Loop& loop_;
+    Done done_;
+    UniqueFd fd_;
+    std::string error_;  // set when the attempt failed before waiting
+    struct event* event_ = nullptr;
+};
+std::unique_ptr<TcpConnect> connect_tcp(Loop& loop, std::string_view address, uint16_t port,
+                                        std::string_view bind_address, std::chrono::milliseconds timeout,
+                                        TcpConnect::Done done);
+
 // Accepts connections on a listening socket (accept4 CLOEXEC|NONBLOCK).
 // Out of descriptors: logs and pauses accepting for 100 ms instead of
 // spinning; aborted connections are skipped.
@@ -186,6 +219,21 @@ public:
     // and a TLS handshake runs; done(true) when it completed, done(false) and
     // on_close(tls_error) when it failed.
     void start_tls(SSL_CTX* ctx, std::function<void(bool ok)> done);
+    // STARTTLS as client (RFC 3207 §4, relayd): call once the server's "220"
+    // to STARTTLS has been read. Buffered plaintext input is discarded and
+    // a client handshake runs with SNI = server_name; when `ctx` verifies
+    // peers, the certificate must also match server_name (tls::prepare_client).
+    // done(true) when the handshake completed; done(false) and
+    // on_close(tls_error) when it failed, with the reason in tls_error().
+    void start_tls_client(SSL_CTX* ctx, std::string server_name, std::function<void(bool ok)> done);
+    // After a client handshake (or its failure): why it failed ("certificate
+    // verify failed: self-signed certificate", ...), empty when it did not.
+    const std::string& tls_error() const { return tls_error_; }
+    // X509_V_OK (0) when the peer's chain verified (meaningful for any
+    // client context: OpenSSL records the result even without
+    // SSL_VERIFY_PEER), and whether the peer showed a certificate at all.
+    long tls_verify_result() const { return tls_verify_result_; }
+    bool tls_peer_has_certificate() const { return tls_peer_certificate_; }
     bool is_tls() const { return tls_; }
     std::string tls_version() const;
     std::string tls_cipher() const;
@@ -225,6 +273,12 @@ private:
     std::function<void()> on_drained_;
     std::function<void(bool)> tls_done_;
     SSL_CTX* pending_tls_ctx_ = nullptr;
+    bool tls_client_ = false;  // the pending/active handshake is a client one
+    std::string tls_server_name_;
+    std::string tls_error_;
+    long tls_verify_result_ = -1;
+    bool tls_peer_certificate_ = false;
+    void record_tls_result(bool failed);
     std::string peer_address_, local_address_;
     uint16_t peer_port_ = 0, local_port_ = 0;
 };

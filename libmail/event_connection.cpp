@@ -11,7 +11,9 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509.h>
 #include <signal.h>
 #include <sys/eventfd.h>
 #include <sys/stat.h>
@@ -27,6 +29,7 @@
 #include "libmail/event_internal.hpp"
 #include "libmail/log.hpp"
 #include "libmail/panic.hpp"
+#include "libmail/tls.hpp"
 
 namespace facteur::event {
 using detail::describe;
@@ -259,19 +262,50 @@ void Connection::start_tls(SSL_CTX* ctx, std::function<void(bool ok)> done) {
     if (output_size() == 0) begin_tls();
 }
 
+void Connection::start_tls_client(SSL_CTX* ctx, std::string server_name, std::function<void(bool ok)> done) {
+    if (closed_ || bev_ == nullptr || tls_ || closing_after_write_ || pending_tls_ctx_ != nullptr ||
+        ctx == nullptr) {
+        tls_error_ = "cannot start TLS on this connection";
+        if (done) guarded("starttls", [&] { done(false); });
+        return;
+    }
+    tls_client_ = true;
+    tls_server_name_ = std::move(server_name);
+    tls_error_.clear();
+    tls_done_ = std::move(done);
+    pending_tls_ctx_ = ctx;
+    // RFC 3207 §4.2 applies both ways: nothing the server sent in the clear
+    // after its 220 may be taken as part of the TLS session.
+    discard_input();
+    bufferevent_disable(bev_, EV_READ);
+    if (output_size() == 0) begin_tls();
+}
+
 // Called once the plaintext output has been flushed: stacks an OpenSSL
-// filter on the live bufferevent.
+// filter on the live bufferevent (server or client side).
 void Connection::begin_tls() {
     SSL_CTX* ctx = pending_tls_ctx_;
     pending_tls_ctx_ = nullptr;
     discard_input();
+    ERR_clear_error();
     SSL* ssl = SSL_new(ctx);
-    bufferevent* filtered = ssl ? bufferevent_openssl_filter_new(loop_.base(), bev_, ssl, BUFFEREVENT_SSL_ACCEPTING,
-                                                                  BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS)
-                                : nullptr;
+    if (ssl != nullptr && tls_client_) {
+        if (Status prepared = tls::prepare_client(ssl, tls_server_name_); !prepared) {
+            SSL_free(ssl);
+            tls_error_ = prepared.error();
+            finish(CloseReason::tls_error);
+            return;
+        }
+    }
+    bufferevent* filtered =
+        ssl ? bufferevent_openssl_filter_new(loop_.base(), bev_, ssl,
+                                             tls_client_ ? BUFFEREVENT_SSL_CONNECTING : BUFFEREVENT_SSL_ACCEPTING,
+                                             BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS)
+            : nullptr;
     if (filtered == nullptr) {
         if (ssl) SSL_free(ssl);
         log::error("starttls: cannot create the TLS layer");
+        tls_error_ = "cannot create the TLS layer";
         finish(CloseReason::tls_error);
         return;
     }
@@ -283,6 +317,34 @@ void Connection::begin_tls() {
                       this);
     apply_timeouts();
     bufferevent_enable(filtered, EV_READ | EV_WRITE);
+}
+
+// Client side: keeps why a handshake failed (the verification error first,
+// it says more than OpenSSL's generic "certificate verify failed") and what
+// the peer showed, before the SSL object goes away with the bufferevent.
+void Connection::record_tls_result(bool failed) {
+    if (!tls_client_ || bev_ == nullptr) return;
+    SSL* ssl = bufferevent_openssl_get_ssl(bev_);
+    if (ssl == nullptr) return;
+    tls_verify_result_ = SSL_get_verify_result(ssl);
+    tls_peer_certificate_ = SSL_get0_peer_certificate(ssl) != nullptr;
+    if (!failed) return;
+    std::string openssl;
+    while (unsigned long code = bufferevent_get_openssl_error(bev_)) {
+        char buffer[256];
+        ERR_error_string_n(code, buffer, sizeof buffer);
+        if (!openssl.empty()) openssl += "; ";
+        openssl += buffer;
+    }
+    if (tls_verify_result_ != X509_V_OK &&
+        (SSL_get_verify_mode(ssl) & SSL_VERIFY_PEER) != 0) {
+        tls_error_ = fmt::format("certificate verification failed: {}",
+                                 X509_verify_cert_error_string(tls_verify_result_));
+    } else if (!openssl.empty()) {
+        tls_error_ = openssl;
+    } else {
+        tls_error_ = "connection closed during the TLS handshake";
+    }
 }
 
 std::string Connection::tls_version() const {
@@ -344,6 +406,7 @@ void Connection::event_callback(bufferevent*, short what, void* self) {
     if (what & BEV_EVENT_CONNECTED) {
         if (connection->handshaking_) {
             connection->handshaking_ = false;
+            connection->record_tls_result(false);
             auto done = std::move(connection->tls_done_);
             connection->tls_done_ = nullptr;
             if (done && !guarded("starttls", [&] { done(true); })) connection->finish(CloseReason::error);
@@ -357,7 +420,11 @@ void Connection::event_callback(bufferevent*, short what, void* self) {
         return;
     }
     if (connection->handshaking_ && (what & (BEV_EVENT_ERROR | BEV_EVENT_EOF))) {
-        log::info("starttls: handshake with {} failed", connection->peer_address_);
+        connection->record_tls_result(true);
+        if (connection->tls_client_)
+            log::info("starttls: handshake with {} failed: {}", connection->peer_address_, connection->tls_error_);
+        else
+            log::info("starttls: handshake with {} failed", connection->peer_address_);
         connection->finish(CloseReason::tls_error);
         return;
     }

@@ -58,8 +58,10 @@ Capabilities parse_ehlo(const Reply& reply) {
                 uint64_t limit = 0;
                 bool valid = !list[1].empty() && list[1].size() <= 19;
                 for (char c : list[1]) {
-                    if (c < '0' || c > '9') valid = false;
-                    else if (valid) limit = limit * 10 + static_cast<uint64_t>(c - '0');
+                    if (c < '0' || c > '9')
+                        valid = false;
+                    else if (valid)
+                        limit = limit * 10 + static_cast<uint64_t>(c - '0');
                 }
                 if (valid) capabilities.size_limit = limit;
             }

@@ -3,6 +3,7 @@
 // (qmgr connects to it). Relay host credentials arrive on standard input:
 // master opened the file as root.
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -38,6 +39,17 @@ std::set<uid_t> allowed_peers(const config::Config& config) {
     auto owner = system::find_account(config.string("mail_owner"));
     if (owner) allowed.insert(owner->uid);
     return allowed;
+}
+
+// Whether the credentials file named in the configuration is no longer the
+// one on standard input (path set, unset, or the file replaced).
+bool credentials_replaced(const std::string& path) {
+    struct stat open_file {};
+    bool have_open = fstat(STDIN_FILENO, &open_file) == 0 && S_ISREG(open_file.st_mode);
+    if (path.empty()) return have_open;
+    struct stat named {};
+    if (stat(path.c_str(), &named) != 0) return have_open;
+    return !have_open || named.st_ino != open_file.st_ino || named.st_dev != open_file.st_dev;
 }
 
 struct TlsContexts {
@@ -104,8 +116,15 @@ int main(int argc, char** argv) {
     facteur::event::Signal on_int(loop, SIGINT, [&loop] { loop.stop(); });
     facteur::event::Signal on_hup(loop, SIGHUP, [&] {
         if (!daemon::reload(config)) return;
-        // Credentials: re-read from the same open file (an edit in place is
-        // seen; a file replaced by rename needs a relayd restart).
+        // Credentials: re-read from the file master opened. When the admin
+        // replaced it (a new inode, or another path), only master can open
+        // the new one: exit, and master starts relayd again at once with it.
+        // Whatever is in flight gets no answer and qmgr retries it.
+        if (credentials_replaced(config.path("relayd", "relayhost_credentials"))) {
+            log::info("relayhost_credentials changed: restarting so that master opens the new file");
+            loop.stop();
+            return;
+        }
         std::string fresh = relayd::read_credentials_from_stdin();
         auto next_contexts = make_contexts(config);
         if (!next_contexts) {

@@ -74,7 +74,8 @@ void DotStuffer::add(std::string_view data, std::string& out) {
 
 std::string DotStuffer::finish() const {
     // The stored message normally ends with CRLF (smtpd keeps the CRLF
-    // before the dot; sendmail(1) adds one), and an empty message is just the dot.
+    // before the dot; sendmail(1) adds one), and an empty message is just the
+    // dot.
     if (at_line_start_) return ".\r\n";
     if (after_cr_) return "\n.\r\n";
     return "\r\n.\r\n";

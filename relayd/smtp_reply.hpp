@@ -18,7 +18,8 @@ inline constexpr size_t kMaxReplyLines = 100;
 struct Reply {
     int code = 0;                    // 250
     std::vector<std::string> lines;  // raw lines without CRLF: "250-PIPELINING", "250 SIZE 10240000"
-    std::string enhanced;            // "5.1.1" from the first line, when present and of the code's class
+    std::string enhanced;            // "5.1.1" from the first line, when present and of the
+                                     // code's class
 
     int kind() const { return code / 100; }  // 2, 3, 4, 5
     bool positive() const { return kind() == 2; }
