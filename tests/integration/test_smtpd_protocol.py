@@ -91,14 +91,16 @@ def main():
         ehlo = raw.reply()
         keywords = [line[4:] for line in ehlo]
         check(keywords == ["mail.example.test", "PIPELINING", "SIZE 102400", "8BITMIME", "ENHANCEDSTATUSCODES",
-                           "DSN", "SMTPUTF8", "CHUNKING", "BINARYMIME", "STARTTLS", "HELP"],
+                           "DSN", "SMTPUTF8", "CHUNKING", "BINARYMIME", "STARTTLS", "ETRN", "HELP"],
               "EHLO lists the extensions; no AUTH without TLS: %r" % keywords)
         check(raw.cmd("AUTH PLAIN AGFsaWNlAGFsaWNlLXNlY3JldA==") == "538 5.7.11 Encryption required for requested "
               "authentication mechanism", "AUTH before TLS refused (RFC 4954 §6)")
         check(raw.cmd("VRFY alice").startswith("252 2.5.0"), "VRFY gets 252 2.5.0")
         check(raw.cmd("EXPN staff").startswith("502 5.5.1"), "EXPN disabled: 502 5.5.1")
         check(raw.cmd("TURN").startswith("502 5.5.1"), "TURN: 502 5.5.1")
-        check(raw.cmd("ETRN example.test").startswith("502 5.5.1"), "ETRN: 502 5.5.1")
+        etrn = raw.cmd("ETRN example.test")
+        check(etrn.startswith("459 4.7.1"), "ETRN from an untrusted client: 459 4.7.1 (RFC 1985): %r" % etrn)
+        check(raw.cmd("ETRN").startswith("501 "), "ETRN without a node: 501")
         raw.send("HELP\r\n")
         check(raw.reply()[0].startswith("214-2.0.0"), "HELP: 214")
         check(raw.cmd("NOOP").startswith("250 2.0.0"), "NOOP")
