@@ -263,10 +263,14 @@ def free_port():
 class Instance:
     """A facteur instance: config, directories and a master in a temp dir."""
 
-    def __init__(self, authd_config="", global_config="", sections=""):
+    def __init__(self, authd_config="", global_config="", sections="", smtpd_listen=None, command_prefix=None):
         self.dir = tempfile.mkdtemp(prefix="facteur-test-")
-        # Loopback only, on ports nobody else uses (DESIGN §8).
+        # Loopback only, on ports nobody else uses (DESIGN §8). The lab
+        # (lab.py) gives its hosts their own addresses and port 25 instead.
         self.smtp_port = free_port()
+        self.smtpd_listen = smtpd_listen or [f"127.0.0.1:{self.smtp_port}"]
+        # Wraps the master command, e.g. ["ip", "netns", "exec", ns] (lab.py).
+        self.command_prefix = list(command_prefix or [])
         # Daemons dropped to facteur-auth etc. (when tests run as root) must
         # be able to reach their directories.
         os.chmod(self.dir, 0o755)
@@ -285,6 +289,10 @@ service_fast_exit_time = 1s
 service_fast_exit_limit = 3
 service_throttle_time = 30s
 service_stop_timeout = 5s
+# Hermetic (DESIGN §8): relayd's DNS goes to a closed loopback port, never
+# to the machine's resolver; lookups fail at once as temporary errors. The
+# lab (lab.py) points it at its own DNS server.
+dns_resolvers = 127.0.0.1:1
 {global_config}
 [authd]
 failure_free_attempts = 3
@@ -294,7 +302,7 @@ failure_lockout_count = 10
 failure_lockout_time = 60s
 {authd_config}
 [smtpd]
-listen = 127.0.0.1:{self.smtp_port}
+listen = {" ".join(self.smtpd_listen)}
 [submission]
 enabled = no
 [pop3d]
@@ -333,7 +341,7 @@ enabled = no
 
     def start(self, wait_services=("authd",)):
         self.log_file = open(self.log_path, "ab")
-        self.master = subprocess.Popen([os.path.join(BIN, "master"), "-c", self.conf],
+        self.master = subprocess.Popen([*self.command_prefix, os.path.join(BIN, "master"), "-c", self.conf],
                                        stdout=self.log_file, stderr=subprocess.STDOUT)
         running = wait_for(lambda: self.running_services() >= set(wait_services), 20)
         if not running:
@@ -426,12 +434,17 @@ class MailInstance(Instance):
     submission with STARTTLS and implicit TLS (self-signed certificate for
     mail.example.test), domain example.test with the given users
     (address -> password) once start() returned. `sections` adds config
-    lines after the generated sections (e.g. "[qmgr]\nscan_interval = 1s")."""
+    lines after the generated sections (e.g. "[qmgr]\nscan_interval = 1s").
+    The lab (lab.py) also chooses the domain, myhostname, smtpd's listen
+    addresses, a certificate (cert, key) and a prefix for master's command."""
 
     def __init__(self, users=None, global_config="", sections="", smtpd_config="", submission_config="",
-                 pop3=False, pop3_config=""):
+                 pop3=False, pop3_config="", domain="example.test", myhostname=None, smtpd_listen=None,
+                 cert=None, command_prefix=None, submission_listen=None, submission_listen_tls=None):
+        self.domain = domain
+        self.myhostname = myhostname or "mail." + domain
         self.users = users if users is not None else {
-            "alice@example.test": "alice-secret", "bob@example.test": "bob-secret"}
+            f"alice@{domain}": "alice-secret", f"bob@{domain}": "bob-secret"}
         self.submission_port = free_port()
         self.submissions_port = free_port()
         # pop3d (pop3=True): 110-like port with STLS and 995-like implicit TLS.
@@ -440,15 +453,18 @@ class MailInstance(Instance):
         self.pop3s_port = free_port()
         tls_dir = tempfile.mkdtemp(prefix="facteur-tls-")
         self.tls_dir = tls_dir
-        self.cert = os.path.join(tls_dir, "cert.pem")
-        self.key = os.path.join(tls_dir, "key.pem")
-        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-                        "-nodes", "-subj", "/CN=mail.example.test", "-days", "2",
-                        "-keyout", self.key, "-out", self.cert],
-                       check=True, capture_output=True)
+        if cert:
+            self.cert, self.key = cert
+        else:
+            self.cert = os.path.join(tls_dir, "cert.pem")
+            self.key = os.path.join(tls_dir, "key.pem")
+            subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                            "-nodes", "-subj", "/CN=" + self.myhostname, "-days", "2",
+                            "-keyout", self.key, "-out", self.cert],
+                           check=True, capture_output=True)
+            os.chmod(self.key, 0o644)  # daemons run as other users when tests run as root
         os.chmod(tls_dir, 0o755)
-        os.chmod(self.key, 0o644)  # daemons run as other users when tests run as root
-        mail_globals = f"""myhostname = mail.example.test
+        mail_globals = f"""myhostname = {self.myhostname}
 tls_cert_file = {self.cert}
 tls_key_file = {self.key}
 {global_config}"""
@@ -456,8 +472,8 @@ tls_key_file = {self.key}
 {smtpd_config}
 [submission]
 enabled = yes
-listen = 127.0.0.1:{self.submission_port}
-listen_tls = 127.0.0.1:{self.submissions_port}
+listen = {" ".join(submission_listen or [f"127.0.0.1:{self.submission_port}"])}
+listen_tls = {" ".join(submission_listen_tls or [f"127.0.0.1:{self.submissions_port}"])}
 {submission_config}
 [pop3d]
 enabled = {"yes" if pop3 else "no"}
@@ -470,19 +486,24 @@ scan_interval = 1s
 minimal_backoff_time = 1s
 maximal_backoff_time = 2s
 {sections}"""
-        super().__init__(global_config=mail_globals, sections=mail_sections)
+        super().__init__(global_config=mail_globals, sections=mail_sections, smtpd_listen=smtpd_listen,
+                         command_prefix=command_prefix)
         self.spool = os.path.join(self.dir, "spool")
         self.mail_dir = os.path.join(self.dir, "data", "mail")
 
     def start(self, wait_services=("authd", "qmgr", "deliverd", "smtpd", "submission")):
         super().start(wait_services=wait_services)
-        self.cli("domain", "add", "example.test", check_rc=0)
+        self.cli("domain", "add", self.domain, check_rc=0)
         for address, password in self.users.items():
             self.add_user(address, password)
         # smtpd is listening once master reports it running; wait for the port.
-        wait_for(lambda: port_open(self.smtp_port), 10)
+        wait_for(self.smtpd_ready, 10)
         if self.pop3:
             wait_for(lambda: port_open(self.pop3_port) and port_open(self.pop3s_port), 10)
+
+    def smtpd_ready(self):
+        """True once smtpd accepts connections (lab hosts check their own address)."""
+        return port_open(self.smtp_port)
 
     def add_user(self, address, password, *options):
         self.cli("user", "add", address, "--password-stdin", *options, input=password + "\n", check_rc=0)
