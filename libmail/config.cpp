@@ -7,10 +7,9 @@
 #include <cerrno>
 #include <charconv>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 
 #include "libmail/ascii.hpp"
+#include "libmail/system.hpp"
 #include "libmail/panic.hpp"
 
 namespace facteur::config {
@@ -142,15 +141,9 @@ std::vector<std::string> split_list(std::string_view text) {
 Config::Config() = default;
 
 Result<Config> Config::load(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) return make_error(fmt::format("{}: cannot open: {}", path, std::strerror(errno)));
-    std::string text;
-    char buffer[65536];
-    while (in.read(buffer, sizeof buffer) || in.gcount() > 0) {
-        text.append(buffer, static_cast<size_t>(in.gcount()));
-        if (text.size() > kMaxFileSize) return make_error(fmt::format("{}: file is larger than 4 MiB", path));
-    }
-    return parse(text, path);
+    auto text = system::read_file(path, kMaxFileSize);
+    if (!text) return make_error(text.error());
+    return parse(*text, path);
 }
 
 Result<Config> Config::parse(std::string_view text, std::string_view file_name) {

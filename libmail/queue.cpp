@@ -707,19 +707,9 @@ Result<StatusLog> read_status_log(const Spool& spool, std::string_view id, size_
         if (errno == ENOENT) return parse_status_log("", recipient_count);
         return make_error(fmt::format("cannot open {}: {}", path, system::errno_text(errno)));
     }
-    std::string text;
-    char buffer[16384];
-    for (;;) {
-        ssize_t n = ::read(fd.get(), buffer, sizeof buffer);
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            return make_error(fmt::format("cannot read {}: {}", path, system::errno_text(errno)));
-        }
-        if (n == 0) break;
-        text.append(buffer, static_cast<size_t>(n));
-        if (text.size() > (64u << 20)) return make_error(fmt::format("{} is too large", path));
-    }
-    return parse_status_log(text, recipient_count);
+    auto text = system::read_all(fd.get(), 64u << 20, path);
+    if (!text) return make_error(text.error());
+    return parse_status_log(*text, recipient_count);
 }
 
 Status append_status_log(const Spool& spool, std::string_view id, std::string_view lines) {

@@ -13,9 +13,32 @@
 
 #include <fmt/format.h>
 
+#include "libmail/unique_fd.hpp"
+
 namespace facteur::system {
 
 std::string errno_text(int error) { return std::strerror(error); }
+
+Result<std::string> read_all(int fd, size_t limit, std::string_view name) {
+    std::string text;
+    char buffer[16384];
+    for (;;) {
+        ssize_t n = ::read(fd, buffer, sizeof buffer);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return make_error(fmt::format("cannot read {}: {}", name, errno_text(errno)));
+        }
+        if (n == 0) return text;
+        text.append(buffer, static_cast<size_t>(n));
+        if (text.size() > limit) return make_error(fmt::format("{}: larger than {} bytes", name, limit));
+    }
+}
+
+Result<std::string> read_file(const std::string& path, size_t limit) {
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd) return make_error(fmt::format("cannot read {}: {}", path, errno_text(errno)));
+    return read_all(fd.get(), limit, path);
+}
 
 Result<Account> find_account(std::string_view name) {
     std::string key(name);

@@ -39,6 +39,12 @@ int write_all(int fd, std::string_view data);
 // Writes `content` to `path` via a temporary file, fsync and rename.
 Status write_file_atomically(const std::string& path, std::string_view content, mode_t mode);
 
+// The whole content of an open file (read until end of file), or an error
+// naming `name` when reading fails or it is larger than `limit` bytes.
+Result<std::string> read_all(int fd, size_t limit, std::string_view name);
+// Opens `path` read-only and reads it whole, bounded by `limit`.
+Result<std::string> read_file(const std::string& path, size_t limit);
+
 std::string parent_directory(std::string_view path);
 std::string errno_text(int error);
 

@@ -157,21 +157,9 @@ Result<TransportTable> TransportTable::parse(std::string_view text, std::string_
 }
 
 Result<TransportTable> TransportTable::load(const std::string& path) {
-    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!fd) return make_error(fmt::format("cannot open {}: {}", path, system::errno_text(errno)));
-    std::string text;
-    char buffer[16384];
-    for (;;) {
-        ssize_t n = ::read(fd.get(), buffer, sizeof buffer);
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            return make_error(fmt::format("cannot read {}: {}", path, system::errno_text(errno)));
-        }
-        if (n == 0) break;
-        text.append(buffer, static_cast<size_t>(n));
-        if (text.size() > kMaxFileSize) return make_error(fmt::format("{} is larger than 16 MiB", path));
-    }
-    return parse(text, path);
+    auto text = system::read_file(path, kMaxFileSize);
+    if (!text) return make_error(text.error());
+    return parse(*text, path);
 }
 
 const Transport* TransportTable::find(std::string_view domain) const {

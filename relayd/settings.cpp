@@ -5,14 +5,13 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <fstream>
-#include <sstream>
 
 #include <fmt/format.h>
 
 #include "libmail/ascii.hpp"
 #include "libmail/daemon.hpp"
 #include "libmail/log.hpp"
+#include "libmail/system.hpp"
 
 namespace facteur::relayd {
 namespace {
@@ -46,17 +45,6 @@ std::pair<std::string_view, std::string_view> split_first(std::string_view line)
     return {line.substr(0, space), rest};
 }
 
-Result<std::string> read_file(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) return make_error(fmt::format("cannot open {}: {}", path, std::strerror(errno)));
-    std::string text;
-    char buffer[8192];
-    while (in.read(buffer, sizeof buffer) || in.gcount() > 0) {
-        text.append(buffer, static_cast<size_t>(in.gcount()));
-        if (text.size() > kMaxTable) return make_error(fmt::format("{}: larger than 1 MiB", path));
-    }
-    return text;
-}
 
 }  // namespace
 
@@ -169,7 +157,7 @@ Result<Settings> load_settings(const config::Config& config, std::string_view cr
 
     std::string policy_path = config.path("relayd", "tls_policy_maps");
     if (!policy_path.empty()) {
-        auto text = read_file(policy_path);
+        auto text = system::read_file(policy_path, kMaxTable);
         if (!text) return make_error("tls_policy_maps: " + text.error());
         auto table = PolicyTable::parse(*text, policy_path);
         if (!table) return make_error(table.error());

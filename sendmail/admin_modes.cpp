@@ -34,21 +34,7 @@ int qmgr_error_code(std::string_view error) {
 }
 
 Result<std::string> read_bounded(const std::string& path) {
-    UniqueFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!fd) return make_error(fmt::format("cannot read {}: {}", path, system::errno_text(errno)));
-    std::string text;
-    char buffer[65536];
-    for (;;) {
-        ssize_t n = read(fd.get(), buffer, sizeof buffer);
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            return make_error(fmt::format("cannot read {}: {}", path, system::errno_text(errno)));
-        }
-        if (n == 0) break;
-        text.append(buffer, static_cast<size_t>(n));
-        if (text.size() > kMaxAliasFile) return make_error(fmt::format("{}: larger than {} bytes", path, kMaxAliasFile));
-    }
-    return text;
+    return system::read_file(path, kMaxAliasFile);
 }
 
 }  // namespace
