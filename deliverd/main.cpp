@@ -36,14 +36,6 @@ deliverd::AgentSettings agent_settings(const config::Config& config) {
     return settings;
 }
 
-// Root, ourselves, and qmgr's user (mail_owner).
-std::set<uid_t> allowed_peers(const config::Config& config) {
-    std::set<uid_t> allowed{0, geteuid()};
-    auto owner = system::find_account(config.string("mail_owner"));
-    if (owner) allowed.insert(owner->uid);
-    return allowed;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -59,7 +51,7 @@ int main(int argc, char** argv) {
     facteur::event::Loop loop;
     facteur::event::WorkerPool pool(loop, static_cast<size_t>(config.integer("deliverd", "workers")));
     deliverd::RequestHandler handler(pool, agent_settings(config));
-    std::set<uid_t> allowed = allowed_peers(config);
+    std::set<uid_t> allowed = daemon::qmgr_peers(config);
 
     auto server = std::make_unique<ipc::Server>(
         loop, std::move(socket).value(),
@@ -77,7 +69,7 @@ int main(int argc, char** argv) {
     facteur::event::Signal on_hup(loop, SIGHUP, [&] {
         if (!daemon::reload(config)) return;
         handler.set_settings(agent_settings(config));
-        allowed = allowed_peers(config);
+        allowed = daemon::qmgr_peers(config);
         log::info("configuration reloaded from {}", config.file());
     });
 

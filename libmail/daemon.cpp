@@ -13,6 +13,7 @@
 
 #include "libmail/address.hpp"
 #include "libmail/log.hpp"
+#include "libmail/system.hpp"
 #include "libmail/paths.hpp"
 
 namespace facteur::daemon {
@@ -139,6 +140,13 @@ Result<std::string> host_name(const config::Config& config) {
         return make_error(fmt::format("host name '{}' is not a valid domain name: set myhostname in facteur.conf",
                                       log::printable(name)));
     return name;
+}
+
+std::set<uid_t> qmgr_peers(const config::Config& config) {
+    std::set<uid_t> allowed{0, geteuid()};
+    auto owner = system::find_account(config.string("mail_owner"));
+    if (owner) allowed.insert(owner->uid);
+    return allowed;
 }
 
 }  // namespace facteur::daemon

@@ -2,7 +2,10 @@
 // logging, and take the listening sockets master handed over (DESIGN §4).
 #pragma once
 
+#include <sys/types.h>
+
 #include <map>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -52,6 +55,10 @@ Startup start(std::string_view ident, int argc, char** argv);
 // reports: myhostname, or the system's host name when that is empty. An
 // error when the result is not a valid domain name (set myhostname then).
 Result<std::string> host_name(const config::Config& config);
+
+// Who may call a daemon that serves qmgr (deliverd, relayd): root, the
+// daemon's own user, and mail_owner (qmgr's user).
+std::set<uid_t> qmgr_peers(const config::Config& config);
 
 // SIGHUP: re-reads the file `config` came from. On success replaces
 // `config` and returns true; otherwise logs why and keeps it (false). The

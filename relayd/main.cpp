@@ -33,14 +33,6 @@ namespace {
     std::exit(1);
 }
 
-// Root, ourselves, and qmgr's user (mail_owner).
-std::set<uid_t> allowed_peers(const config::Config& config) {
-    std::set<uid_t> allowed{0, geteuid()};
-    auto owner = system::find_account(config.string("mail_owner"));
-    if (owner) allowed.insert(owner->uid);
-    return allowed;
-}
-
 // Whether the credentials file named in the configuration is no longer the
 // one on standard input (path set, unset, or the file replaced).
 bool credentials_replaced(const std::string& path) {
@@ -99,7 +91,7 @@ int main(int argc, char** argv) {
     std::unique_ptr<dns::Resolver> dns_resolver = std::move(resolver).value();
     relayd::Scheduler scheduler(loop, *dns_resolver, *settings);
     relayd::Service service(scheduler);
-    std::set<uid_t> allowed = allowed_peers(config);
+    std::set<uid_t> allowed = daemon::qmgr_peers(config);
 
     auto server = std::make_unique<ipc::Server>(
         loop, std::move(socket).value(),
@@ -140,7 +132,7 @@ int main(int argc, char** argv) {
         retired.push_back(std::move(current));
         current = std::move(next);
         scheduler.set_settings(*next_settings);
-        allowed = allowed_peers(config);
+        allowed = daemon::qmgr_peers(config);
         log::info("configuration reloaded from {}", config.file());
     });
 
