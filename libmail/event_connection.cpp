@@ -436,7 +436,11 @@ void Connection::event_callback(bufferevent*, short what, void* self) {
             if (!guarded("read", callback)) connection->finish(CloseReason::error);
         }
         if (connection->closed_) return;
-        if (connection->output_size() > 0) {
+        // With BEV_EVENT_ERROR as well (deferred callbacks merge a failed
+        // write, EPIPE after the peer's RST, with the EOF of the same turn),
+        // libevent has stopped writing: the output can never drain, so
+        // waiting for it would leave the connection hanging until a timeout.
+        if (connection->output_size() > 0 && !(what & BEV_EVENT_ERROR)) {
             if (!connection->closing_after_write_) connection->drain_then_close(CloseReason::peer_closed);
             return;
         }
