@@ -32,6 +32,24 @@ std::string lookup_error(const std::string& name, std::string_view type, const s
 
 std::string_view outcome_word(delivery::Outcome outcome) { return delivery::outcome_name(outcome); }
 
+// Reasons go into logs, `facteur queue list` and DSN fields, which are
+// US-ASCII (RFC 3464 §2.1.1): remote replies were already made printable
+// by the client; any byte still outside printable ASCII (8-bit text in a
+// server's reply) becomes \xHH here. Backslashes are left alone, so text
+// escaped once is not escaped again.
+std::string ascii_reason(std::string_view text) {
+    std::string out;
+    out.reserve(text.size());
+    for (char c : text) {
+        auto byte = static_cast<unsigned char>(c);
+        if (byte >= 0x20 && byte < 0x7f)
+            out += c;
+        else
+            out += fmt::format("\\x{:02x}", byte);
+    }
+    return out;
+}
+
 // MX hosts to use, best first, without this host and anything not better
 // than it (RFC 5321 §5.1), or why there are none.
 struct MxHosts {
@@ -384,8 +402,9 @@ void Scheduler::connect_next(Destination& destination, std::shared_ptr<Delivery>
             Destination& destination = *it->second;
             if (problem) {
                 --destination.connections;
+                problem->reason = ascii_reason(problem->reason);
                 log::info("{}: connection to {} failed: {}", delivery->job.request.queue_id, server.description(),
-                          log::printable(problem->reason));
+                          problem->reason);
                 dead_servers_[server.description()] = Clock::now() + kDeadServerTime;
                 destination.window = std::max<size_t>(1, destination.connections);
                 delivery->last_failure = std::move(problem);
@@ -518,10 +537,11 @@ void Scheduler::finish(std::shared_ptr<Delivery> delivery, std::vector<relay::Re
                         ? std::max<int64_t>(0, static_cast<int64_t>(std::time(nullptr)) - job.envelope.arrival_time)
                         : 0;
     for (size_t i = 0; i < results.size(); ++i) {
-        const relay::RecipientResult& result = results[i];
+        relay::RecipientResult& result = results[i];
+        result.reason = ascii_reason(result.reason);
         log::info("{}: to=<{}>, relay={}, delay={}, dsn={}, status={} ({})", job.request.queue_id,
                   log::printable(job.envelope.recipients[job.request.recipients[i]].address), result.relay, delay,
-                  result.dsn, outcome_word(result.outcome), log::printable(result.reason));
+                  result.dsn, outcome_word(result.outcome), result.reason);
     }
     JobDone done = std::move(delivery->done);
     if (done) done(std::move(results));
