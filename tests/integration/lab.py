@@ -20,6 +20,7 @@ exit, failure included."""
 
 import ctypes
 import email.utils
+import fcntl
 import os
 import pwd
 import shutil
@@ -479,6 +480,10 @@ class Lab:
                 reason = str(error).strip()
         print(f"netns unavailable ({reason}): using loopback addresses {LOOPBACK_PREFIX}N")
         self.netns = False
+        # Every loopback lab uses the same addresses: one at a time (ctest
+        # runs test files in parallel). The lock goes with the process.
+        self.loopback_lock = open(os.path.join(tempfile.gettempdir(), "facteur-lab-loopback.lock"), "w")
+        fcntl.flock(self.loopback_lock, fcntl.LOCK_EX)
         if not self.loopback_port_free(25):
             shutil.rmtree(self.dir, ignore_errors=True)
             skip("neither network namespaces nor port 25 on loopback addresses can be had")
