@@ -191,6 +191,31 @@ class LabMailInstance(MailInstance):
         return self.host.port_open(25)
 
 
+def serve_on_host(host, handler):
+    """Threaded TCP servers with `handler` (a socketserver handler class) on
+    port 25 of both of the host's addresses, as a real MX would listen,
+    created inside its namespace and serving from daemon threads. Returns
+    the servers (shutdown() and server_close() them when done)."""
+
+    class Server(socketserver.ThreadingTCPServer):
+        allow_reuse_address = True
+        daemon_threads = True
+
+    class Server6(Server):
+        address_family = socket.AF_INET6
+
+    def bind():
+        servers = [Server((host.address, 25), handler)]
+        if host.address6:
+            servers.append(Server6((host.address6, 25), handler))
+        return servers
+
+    servers = in_netns(host.ns, bind)
+    for listening in servers:
+        threading.Thread(target=listening.serve_forever, daemon=True).start()
+    return servers
+
+
 class ScriptedSMTPServer:
     """A small SMTP server bound to <host address>:25 inside the host, for
     answers facteur's smtpd would not give: `rcpt_reply(recipient, attempt)`
@@ -220,23 +245,7 @@ class ScriptedSMTPServer:
                 except (OSError, ValueError):
                     pass
 
-        class Server(socketserver.ThreadingTCPServer):
-            allow_reuse_address = True
-            daemon_threads = True
-
-        class Server6(Server):
-            address_family = socket.AF_INET6
-
-        # Both addresses of the host, as a real MX would listen on.
-        def bind():
-            servers = [Server((host.address, 25), Handler)]
-            if host.address6:
-                servers.append(Server6((host.address6, 25), Handler))
-            return servers
-
-        self.servers = in_netns(host.ns, bind)
-        for listening in self.servers:
-            threading.Thread(target=listening.serve_forever, daemon=True).start()
+        self.servers = serve_on_host(host, Handler)
 
     def log(self, line):
         with self.lock:

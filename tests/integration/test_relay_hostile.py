@@ -27,7 +27,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import fail, sanitizer_clean, wait_for  # noqa: E402
 from harness import BIN  # noqa: E402
-from lab import check, in_netns, Lab, submit, text_message  # noqa: E402
+from lab import check, Lab, serve_on_host, submit, text_message  # noqa: E402
 
 # Short relayd timeouts (RFC 5321 §4.5.3.2 gives minutes; the lab has seconds).
 RELAYD_TIMEOUTS = """connect_timeout = 2s
@@ -90,22 +90,7 @@ class HostileServer:
                 except (OSError, ValueError) as error:
                     server.event(number, f"ended: {error}")
 
-        class Server(socketserver.ThreadingTCPServer):
-            allow_reuse_address = True
-            daemon_threads = True
-
-        class Server6(Server):
-            address_family = socket.AF_INET6
-
-        def bind():
-            servers = [Server((host.address, 25), Handler)]
-            if host.address6:
-                servers.append(Server6((host.address6, 25), Handler))
-            return servers
-
-        self.servers = in_netns(host.ns, bind)
-        for listening in self.servers:
-            threading.Thread(target=listening.serve_forever, daemon=True).start()
+        self.servers = serve_on_host(host, Handler)
 
     # --- bookkeeping -------------------------------------------------------
     def event(self, number, what):
