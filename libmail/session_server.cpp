@@ -2,7 +2,10 @@
 // session_server.hpp).
 #include "libmail/session_server.hpp"
 
+#include <signal.h>
+
 #include "libmail/log.hpp"
+#include "libmail/tls.hpp"
 
 namespace facteur::event {
 
@@ -99,6 +102,36 @@ void SessionServer::shutdown(std::function<void()> done) {
         on_shutdown_done_ = nullptr;
         callback();
     }
+}
+
+ServerSignals::ServerSignals(Loop& loop, std::function<size_t()> sessions,
+                             std::function<void(std::function<void()>)> shutdown, std::chrono::milliseconds grace,
+                             tls::Context* tls, std::string cert_file)
+    : loop_(loop),
+      sessions_(std::move(sessions)),
+      shutdown_(std::move(shutdown)),
+      grace_(grace),
+      tls_(tls),
+      cert_file_(std::move(cert_file)),
+      stop_timer_(loop, [this] { loop_.stop(); }),
+      on_term_(loop, SIGTERM, [this] { stop(); }),
+      on_int_(loop, SIGINT, [this] { stop(); }),
+      on_hup_(loop, SIGHUP, [this] { reload(); }) {}
+
+void ServerSignals::stop() {
+    if (stopping_) return;
+    stopping_ = true;
+    log::info("stopping: closing {} sessions", sessions_());
+    stop_timer_.start(grace_);
+    shutdown_([this] { loop_.stop(); });
+}
+
+void ServerSignals::reload() {
+    if (tls_ == nullptr) return;
+    if (Status reloaded = tls_->reload(); !reloaded)
+        log::error("TLS reload failed, keeping the old certificate: {}", reloaded.error());
+    else
+        log::info("TLS certificate reloaded from {}", cert_file_);
 }
 
 }  // namespace facteur::event

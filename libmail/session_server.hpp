@@ -5,6 +5,7 @@
 // them all down in order (DESIGN §6: one event loop per process).
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -16,6 +17,10 @@
 
 #include "libmail/event.hpp"
 #include "libmail/unique_fd.hpp"
+
+namespace facteur::tls {
+class Context;
+}
 
 namespace facteur::event {
 
@@ -76,6 +81,31 @@ private:
     std::function<void()> on_shutdown_done_;
     bool shutting_down_ = false;
     std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+};
+
+// The signal wiring of a protocol daemon: SIGTERM or SIGINT shuts the
+// sessions down once (logging how many), and the loop stops when they are
+// gone or after `grace`; SIGHUP reloads the TLS certificate, when there is
+// one, keeping the old pair if the new files are bad.
+class ServerSignals {
+public:
+    ServerSignals(Loop& loop, std::function<size_t()> sessions,
+                  std::function<void(std::function<void()>)> shutdown, std::chrono::milliseconds grace,
+                  tls::Context* tls, std::string cert_file);
+
+private:
+    void stop();
+    void reload();
+
+    Loop& loop_;
+    std::function<size_t()> sessions_;
+    std::function<void(std::function<void()>)> shutdown_;
+    std::chrono::milliseconds grace_;
+    tls::Context* tls_;
+    std::string cert_file_;
+    bool stopping_ = false;
+    Timer stop_timer_;
+    Signal on_term_, on_int_, on_hup_;
 };
 
 }  // namespace facteur::event

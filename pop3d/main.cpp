@@ -69,27 +69,12 @@ int main(int argc, char** argv) {
     pop3d::Server server(services);
     for (auto& [fd, kind] : sockets) server.listen(std::move(fd), kind);
 
-    bool stopping = false;
-    facteur::event::Timer stop_timer(loop, [&loop] { loop.stop(); });
-    auto stop = [&] {
-        if (stopping) return;
-        stopping = true;
-        log::info("stopping: closing {} sessions", server.sessions());
-        // Sessions get a moment to flush their reply and save \Seen flags;
-        // a commit still running then is finished by the pool's destructor.
-        stop_timer.start(std::chrono::seconds(5));
-        server.shutdown([&loop] { loop.stop(); });
-    };
-    facteur::event::Signal on_term(loop, SIGTERM, stop);
-    facteur::event::Signal on_int(loop, SIGINT, stop);
-    facteur::event::Signal on_hup(loop, SIGHUP, [&] {
-        if (!tls) return;
-        if (Status reloaded = tls->reload(); !reloaded) {
-            log::error("TLS reload failed, keeping the old certificate: {}", reloaded.error());
-        } else {
-            log::info("TLS certificate reloaded from {}", settings.tls_cert_file);
-        }
-    });
+    // Sessions get a moment to flush their reply and save \Seen flags;
+    // a commit still running then is finished by the pool's destructor.
+    facteur::event::ServerSignals signals(
+        loop, [&server] { return server.sessions(); },
+        [&server](std::function<void()> done) { server.shutdown(std::move(done)); }, std::chrono::seconds(5),
+        tls ? &*tls : nullptr, settings.tls_cert_file);
 
     log::info("ready pid={} sockets={} myhostname={} tls={} plaintext_auth={} apop={}", getpid(), sockets.size(),
               settings.myhostname, tls ? "yes" : "no", pop3d::plaintext_auth_name(settings.plaintext_auth),

@@ -70,26 +70,11 @@ int main(int argc, char** argv) {
     smtpd::Server server(services);
     for (auto& [fd, kind] : sockets) server.listen(std::move(fd), kind);
 
-    bool stopping = false;
-    facteur::event::Timer stop_timer(loop, [&loop] { loop.stop(); });
-    auto stop = [&] {
-        if (stopping) return;
-        stopping = true;
-        log::info("stopping: closing {} sessions", server.sessions());
-        // Sessions get a moment to flush their 421; then the loop ends.
-        stop_timer.start(std::chrono::seconds(2));
-        server.shutdown([&loop] { loop.stop(); });
-    };
-    facteur::event::Signal on_term(loop, SIGTERM, stop);
-    facteur::event::Signal on_int(loop, SIGINT, stop);
-    facteur::event::Signal on_hup(loop, SIGHUP, [&] {
-        if (!tls) return;
-        if (Status reloaded = tls->reload(); !reloaded) {
-            log::error("TLS reload failed, keeping the old certificate: {}", reloaded.error());
-        } else {
-            log::info("TLS certificate reloaded from {}", settings.tls_cert_file);
-        }
-    });
+    // Sessions get a moment to flush their 421; then the loop ends.
+    facteur::event::ServerSignals signals(
+        loop, [&server] { return server.sessions(); },
+        [&server](std::function<void()> done) { server.shutdown(std::move(done)); }, std::chrono::seconds(2),
+        tls ? &*tls : nullptr, settings.tls_cert_file);
 
     log::info("ready pid={} service={} sockets={} myhostname={} tls={}", getpid(), service, sockets.size(),
               settings.myhostname, tls ? "yes" : "no");
