@@ -2,7 +2,6 @@
 // client expects it.
 #include "authd/auth_client_session.hpp"
 
-#include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include <unistd.h>
 
@@ -11,6 +10,7 @@
 #include "authd/auth_client_protocol.hpp"
 #include "libmail/base64.hpp"
 #include "libmail/log.hpp"
+#include "libmail/secret.hpp"
 
 namespace facteur::authd {
 namespace {
@@ -77,7 +77,7 @@ void AuthClientSession::on_readable() {
         while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.pop_back();
         handle_line(line);
         // The line may hold a base64 password (resp= or CONT).
-        OPENSSL_cleanse(line.data(), line.size());
+        secret::wipe(line);
     }
 }
 
@@ -134,9 +134,8 @@ void AuthClientSession::handle_auth(std::string_view line) {
     request.remote_ip = command.remote_ip;
     sasl::Step step = initial ? request.mechanism->start(std::string_view(*initial))
                               : request.mechanism->start(std::nullopt);
-    if (initial) OPENSSL_cleanse(initial->data(), initial->size());
-    if (command.initial_response)
-        OPENSSL_cleanse(command.initial_response->data(), command.initial_response->size());
+    if (initial) secret::wipe(*initial);
+    if (command.initial_response) secret::wipe(*command.initial_response);
     advance(command.id, step);
 }
 
@@ -162,10 +161,10 @@ void AuthClientSession::handle_cont(std::string_view line) {
     }
     if (data == "*") return fail(id, "Aborted");
     auto decoded = base64::decode(data);
-    OPENSSL_cleanse(data.data(), data.size());
+    secret::wipe(data);
     if (!decoded) return fail(id, "Invalid base64 data in continued response");
     sasl::Step step = found->second.mechanism->step(*decoded);
-    OPENSSL_cleanse(decoded->data(), decoded->size());
+    secret::wipe(*decoded);
     advance(id, step);
 }
 

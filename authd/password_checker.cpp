@@ -3,16 +3,15 @@
 // worker threads; the expensive part, hashing, runs on the worker pool.
 #include "authd/password_checker.hpp"
 
-#include <openssl/crypto.h>
-
 #include "libmail/log.hpp"
 #include "libmail/password.hpp"
 #include "libmail/panic.hpp"
+#include "libmail/secret.hpp"
 
 namespace facteur::authd {
 
 CheckRequest::~CheckRequest() {
-    if (!password.empty()) OPENSSL_cleanse(password.data(), password.size());
+    secret::wipe(password);
 }
 
 PasswordChecker::PasswordChecker(event::Loop& loop, event::WorkerPool& pool, directory::UserDatabase& database,
@@ -71,7 +70,7 @@ void PasswordChecker::check(CheckRequest request_value, std::function<void(Check
                 // the dummy comparison keeps the timing alike.
                 std::string secret = apop_secret.value_or("facteur-dummy-apop-secret");
                 bool matched = auth::verify_apop(request->apop_timestamp, secret, request->apop_digest);
-                OPENSSL_cleanse(secret.data(), secret.size());
+                secret::wipe(secret);
                 return matched && apop_secret.has_value();
             }
             return auth::verify_password(request->password, stored);

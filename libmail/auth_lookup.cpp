@@ -1,8 +1,8 @@
 // The lookup-socket protocol between authd and the other daemons: frame
 // encoding and decoding for both sides, and the asynchronous client.
 #include "libmail/auth_lookup.hpp"
+#include "libmail/secret.hpp"
 
-#include <openssl/crypto.h>
 
 #include <charconv>
 
@@ -14,13 +14,9 @@ namespace {
 // Every value here is short text; a longer one is a malformed request.
 constexpr size_t kMaxValue = 4096;
 
-void wipe(std::string& secret) {
-    if (!secret.empty()) OPENSSL_cleanse(secret.data(), secret.size());
-}
-
 void wipe_frame(ipc::Frame& frame, std::string_view name) {
     for (auto& [key, value] : frame.attributes)
-        if (key == name) wipe(value);
+        if (key == name) secret::wipe(value);
 }
 
 // An attribute that must be present; empty is allowed only where stated.
@@ -91,7 +87,7 @@ Result<UserInfo> decode_user_fields(const ipc::Frame& reply) {
 
 }  // namespace
 
-VerifyRequest::~VerifyRequest() { wipe(password); }
+VerifyRequest::~VerifyRequest() { secret::wipe(password); }
 
 std::string_view outcome_name(Outcome outcome) {
     switch (outcome) {
@@ -229,7 +225,7 @@ Result<VerifyRequest> verify(const ipc::Frame& request) {
     if (!password) return make_error(password.error());
     out.user = std::move(*user);
     out.password = std::move(*password);
-    wipe(*password);  // moved-from; wiped in case it kept its buffer
+    secret::wipe(*password);  // moved-from; wiped in case it kept its buffer
     out.service = optional_attribute(request, "service");
     out.client_ip = optional_attribute(request, "client_ip");
     return out;

@@ -10,9 +10,9 @@
 #include <chrono>
 
 #include <fmt/format.h>
-#include <openssl/crypto.h>
 
 #include "libmail/system.hpp"
+#include "libmail/secret.hpp"
 
 namespace facteur::directory_admin {
 namespace {
@@ -37,7 +37,7 @@ Status check_password_hash(std::string_view hash) {
 // frame is wiped once sent, like the CLI's own buffer.
 void wipe_values(ipc::Frame& frame) {
     for (auto& attribute : frame.attributes)
-        if (!attribute.second.empty()) OPENSSL_cleanse(attribute.second.data(), attribute.second.size());
+        secret::wipe(attribute.second);
 }
 
 std::string flag(bool value) { return value ? "1" : "0"; }

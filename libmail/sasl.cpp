@@ -2,8 +2,8 @@
 // mechanisms: they parse what the client sends, nothing more.
 #include "libmail/sasl.hpp"
 #include "libmail/ascii.hpp"
+#include "libmail/secret.hpp"
 
-#include <openssl/crypto.h>
 
 namespace facteur::sasl {
 namespace {
@@ -107,7 +107,7 @@ private:
 
 }  // namespace
 
-Credentials::~Credentials() { OPENSSL_cleanse(password.data(), password.size()); }
+Credentials::~Credentials() { secret::wipe(password); }
 
 ServerMechanism::~ServerMechanism() = default;
 

@@ -2,7 +2,6 @@
 // limits, timeouts and the end of a session (see session.hpp).
 #include "pop3d/session.hpp"
 
-#include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include <unistd.h>
 
@@ -12,6 +11,7 @@
 
 #include "libmail/log.hpp"
 #include "libmail/panic.hpp"
+#include "libmail/secret.hpp"
 
 namespace facteur::pop3d {
 namespace {
@@ -90,13 +90,7 @@ Session::~Session() {
     }
 }
 
-void Session::wipe_line() {
-    // The whole capacity: an earlier, longer line (PASS, an AUTH response)
-    // may still sit beyond the current size.
-    line_.resize(line_.capacity());
-    if (!line_.empty()) OPENSSL_cleanse(line_.data(), line_.size());
-    line_.clear();
-}
+void Session::wipe_line() { secret::wipe_capacity(line_); }
 
 std::string Session::client() const { return client_address_; }
 

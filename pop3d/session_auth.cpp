@@ -2,7 +2,6 @@
 // APOP (RFC 1939 §7), AUTH (RFC 5034) with libmail's SASL mechanisms, STLS
 // (RFC 2595 §4), the plaintext policy, and the way into TRANSACTION: authd
 // checks, the session lock, and the mailbox snapshot opened off the loop.
-#include <openssl/crypto.h>
 
 #include <algorithm>
 
@@ -11,17 +10,13 @@
 #include "libmail/ascii.hpp"
 #include "libmail/base64.hpp"
 #include "libmail/log.hpp"
+#include "libmail/secret.hpp"
 #include "pop3d/session.hpp"
 
 namespace facteur::pop3d {
 namespace {
 
 constexpr std::string_view kPlaintextRefused = "[AUTH] Plaintext authentication disallowed on non-secure connections";
-
-void wipe(std::string& secret) {
-    if (!secret.empty()) OPENSSL_cleanse(secret.data(), secret.size());
-    secret.clear();
-}
 
 bool is_loopback(std::string_view address) {
     // Connection::peer_address shows IPv4-mapped IPv6 as IPv4.
@@ -127,7 +122,7 @@ void Session::check_password(std::string user, std::string password, std::string
     auth_lookup::VerifyRequest request;  // wipes the password when it goes
     request.user = user;
     request.password = std::move(password);
-    wipe(password);
+    secret::wipe(password);
     request.service = "pop3";
     request.client_ip = client_address_;
     begin_wait();
@@ -171,7 +166,7 @@ void Session::cmd_auth(const Command& command) {
         }
     }
     sasl::Step step = initial ? mechanism_->start(std::string_view(*initial)) : mechanism_->start(std::nullopt);
-    if (initial) wipe(*initial);
+    if (initial) secret::wipe(*initial);
     sasl_step(step);
 }
 
@@ -215,18 +210,18 @@ void Session::sasl_response(std::string& line) {
     std::string_view response = strip_line_ending(line);
     if (response == "*") {
         // RFC 5034 §4: the client cancels; the server answers -ERR.
-        wipe(line);
+        secret::wipe(line);
         cancel_sasl();
         return err("Authentication cancelled");
     }
     std::optional<std::string> decoded = base64::decode(response);
-    wipe(line);
+    secret::wipe(line);
     if (!decoded) {
         cancel_sasl();
         return err("Invalid base64 data");
     }
     sasl::Step step = mechanism_->step(*decoded);
-    wipe(*decoded);
+    secret::wipe(*decoded);
     sasl_step(step);
 }
 

@@ -3,7 +3,6 @@
 #include "relayd/smtp_client.hpp"
 
 #include <arpa/inet.h>
-#include <openssl/crypto.h>
 #include <openssl/x509.h>
 
 #include <algorithm>
@@ -14,6 +13,7 @@
 #include "libmail/base64.hpp"
 #include "libmail/log.hpp"
 #include "libmail/mime_downgrade.hpp"
+#include "libmail/secret.hpp"
 #include "relayd/ehlo.hpp"
 #include "relayd/smtp_command.hpp"
 #include "relayd/smtp_reply.hpp"
@@ -63,11 +63,6 @@ bool is_loopback(const std::string& address) {
         if (IN6_IS_ADDR_V4MAPPED(&v6)) return v6.s6_addr[12] == 127;
     }
     return false;
-}
-
-void wipe(std::string& secret) {
-    if (!secret.empty()) OPENSSL_cleanse(secret.data(), secret.size());
-    secret.clear();
 }
 
 }  // namespace
@@ -482,8 +477,8 @@ struct SmtpClient::Impl {
             secret += credentials.password;
             std::string line = "AUTH PLAIN " + base64::encode(secret) + "\r\n";
             send_line(line);
-            wipe(secret);
-            wipe(line);
+            secret::wipe(secret);
+            secret::wipe(line);
             expect("AUTH", "authenticating", settings.timeouts.helo,
                    [this](const Reply& reply) { on_auth_result(reply); });
             return;
@@ -494,12 +489,12 @@ struct SmtpClient::Impl {
                 if (reply.code != 334) return on_auth_result(reply);
                 std::string line = base64::encode(settings.credentials->user) + "\r\n";
                 send_line(line);
-                wipe(line);
+                secret::wipe(line);
                 expect("AUTH", "authenticating", settings.timeouts.helo, [this](const Reply& second) {
                     if (second.code != 334) return on_auth_result(second);
                     std::string password = base64::encode(settings.credentials->password) + "\r\n";
                     send_line(password);
-                    wipe(password);
+                    secret::wipe(password);
                     expect("AUTH", "authenticating", settings.timeouts.helo,
                            [this](const Reply& last) { on_auth_result(last); });
                 });

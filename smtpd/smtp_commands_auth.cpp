@@ -1,20 +1,15 @@
 // STARTTLS (RFC 3207) and AUTH (RFC 4954, mechanisms PLAIN and LOGIN from
 // libmail/sasl, passwords checked by authd and wiped after use).
-#include <openssl/crypto.h>
 
 #include <fmt/format.h>
 
 #include "libmail/base64.hpp"
 #include "libmail/log.hpp"
+#include "libmail/secret.hpp"
 #include "smtpd/smtp_session.hpp"
 
 namespace facteur::smtpd {
 namespace {
-
-void wipe(std::string& secret) {
-    if (!secret.empty()) OPENSSL_cleanse(secret.data(), secret.size());
-    secret.clear();
-}
 
 }  // namespace
 
@@ -72,7 +67,7 @@ void Session::cmd_auth(const Command& command) {
         }
     }
     sasl::Step step = initial ? mechanism_->start(std::string_view(*initial)) : mechanism_->start(std::nullopt);
-    if (initial) wipe(*initial);
+    if (initial) secret::wipe(*initial);
     sasl_step(step);
 }
 
@@ -99,27 +94,27 @@ void Session::sasl_response(std::string& line) {
     bool crlf = response.size() >= 2 && response.substr(response.size() - 2) == "\r\n";
     if (crlf) response.remove_suffix(2);
     if (!crlf) {
-        wipe(line);
+        secret::wipe(line);
         mechanism_.reset();
         state_ = State::greeted;
         return send(500, "5.5.2", "Error: bare LF received; use CRLF");
     }
     if (response == "*") {
         // RFC 4954 §4: the client cancels the exchange.
-        wipe(line);
+        secret::wipe(line);
         mechanism_.reset();
         state_ = State::greeted;
         return send(501, "5.0.0", "Authentication aborted");
     }
     std::optional<std::string> decoded = base64::decode(response);
-    wipe(line);
+    secret::wipe(line);
     if (!decoded) {
         mechanism_.reset();
         state_ = State::greeted;
         return send(501, "5.5.2", "Error: invalid base64 data");
     }
     sasl::Step step = mechanism_->step(*decoded);
-    wipe(*decoded);
+    secret::wipe(*decoded);
     sasl_step(step);
 }
 

@@ -2,12 +2,12 @@
 // limits and the end of a session (see smtp_session.hpp).
 #include "smtpd/smtp_session.hpp"
 
-#include <openssl/crypto.h>
 
 #include <fmt/format.h>
 
 #include "libmail/ascii.hpp"
 #include "libmail/log.hpp"
+#include "libmail/secret.hpp"
 
 namespace facteur::smtpd {
 namespace {
@@ -62,13 +62,7 @@ Session::~Session() {
     }
 }
 
-void Session::wipe_line() {
-    // The whole capacity: an earlier, longer line (an AUTH response) may
-    // still sit beyond the current size.
-    line_.resize(line_.capacity());
-    if (!line_.empty()) OPENSSL_cleanse(line_.data(), line_.size());
-    line_.clear();
-}
+void Session::wipe_line() { secret::wipe_capacity(line_); }
 
 std::string Session::client() const { return fmt::format("unknown[{}]", client_address_); }
 
